@@ -1,0 +1,207 @@
+"""Audio I/O: the only module that reads or writes audio files.
+
+Everything SynthGen handles in memory is a float32 tensor shaped ``(channels, samples)`` at the
+project rate (:data:`SAMPLE_RATE`, 32 kHz: the rate of MusicGen's EnCodec). Files are read with
+``soundfile`` (WAV, FLAC, OGG, MP3, AIFF); torchaudio is used only for resampling, because
+torchaudio >= 2.9 no longer reads or writes files without FFmpeg.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import AudioError
+from .fileio import atomic_path
+
+SAMPLE_RATE = 32_000
+"""The project rate in Hz: every model and dataset works at this rate unless configured."""
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+"""File endings treated as audio when a folder is walked."""
+
+_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header without decoding the samples."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+
+def is_audio_file(path: str | Path) -> bool:
+    """True when ``path`` ends with one of :data:`AUDIO_EXTENSIONS` (case-insensitive)."""
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _open_problem(path: Path, exc: Exception) -> AudioError:
+    if path.stat().st_size == 0:
+        return AudioError(path, "the file is empty (0 bytes)", "re-export or re-copy it")
+    return AudioError(
+        path,
+        f"not a readable audio file ({str(exc).splitlines()[0].strip()})",
+        f"use WAV, FLAC, OGG or MP3 ({', '.join(AUDIO_EXTENSIONS)})",
+    )
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "no such file", "check the path (is Google Drive mounted?)")
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Read an audio file's rate, channel count and length without decoding it."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types for unreadable files
+        raise _open_problem(path, exc) from None
+    if info.frames <= 0 and path.suffix.lower() != ".mp3":
+        raise AudioError(path, "holds no audio samples", "re-export it")
+    return AudioInfo(path=path, sample_rate=int(info.samplerate), channels=int(info.channels),
+                     frames=int(info.frames))
+
+
+def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Resample ``(..., samples)`` from ``orig_sr`` to ``new_sr`` (band-limited sinc).
+
+    The output has ``ceil(samples * new_sr / orig_sr)`` samples, so whole seconds stay whole
+    seconds (1 s at 44.1 kHz becomes exactly 32 000 samples at 32 kHz).
+    """
+    if orig_sr == new_sr:
+        return wav
+    if orig_sr <= 0 or new_sr <= 0:
+        raise AudioError(None, f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    import torchaudio.functional as taf  # only needed when rates differ
+
+    return taf.resample(wav, int(orig_sr), int(new_sr))
+
+
+def convert_channels(wav: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """Return ``wav`` ``(channels, samples)`` with the requested number of channels.
+
+    ``None`` keeps what is there. Going to mono averages the channels; mono to N repeats it;
+    more channels than asked keeps the first ones (front left/right in WAV channel order).
+    """
+    have = wav.shape[0]
+    if channels is None or channels == have:
+        return wav
+    if channels < 1:
+        raise AudioError(None, f"channels must be at least 1, got {channels}")
+    if channels == 1:
+        return wav.mean(dim=0, keepdim=True)
+    if have == 1:
+        return wav.expand(channels, -1).clone()
+    if have > channels:
+        return wav[:channels].clone()
+    raise AudioError(None, f"cannot make {channels} channels from {have}",
+                     "use channels=1 or channels=2")
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int | None = SAMPLE_RATE,
+    channels: int | None = None,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """Load an audio file as float32 ``(channels, samples)`` in [-1, 1].
+
+    Args:
+        path: a WAV, FLAC, OGG or MP3 file (anything soundfile reads).
+        sample_rate: resample to this rate; ``None`` keeps the file's rate.
+        channels: 1 (mono), 2 (stereo) or ``None`` to keep the file's channels.
+        offset: where to start reading, in seconds (only this part is decoded).
+        duration: how many seconds to read; ``None`` reads to the end.
+
+    Raises:
+        AudioError: the file is missing, empty, not audio, or holds NaN/inf samples.
+    """
+    info = audio_info(path)
+    start = int(round(offset * info.sample_rate))
+    stop = None if duration is None else start + int(round(duration * info.sample_rate))
+    try:
+        data, file_sr = sf.read(str(info.path), start=start, stop=stop, dtype="float32",
+                                always_2d=True)
+    except Exception as exc:
+        raise _open_problem(info.path, exc) from None
+    if data.shape[0] == 0 and info.frames > 0 and start < info.frames:
+        raise AudioError(info.path, "the header promises audio but no samples could be decoded",
+                         "the file is probably truncated; re-export it")
+    if not np.isfinite(data).all():
+        raise AudioError(info.path, "contains NaN or infinite samples",
+                         "re-export it as 16/24-bit PCM")
+    wav = torch.from_numpy(np.ascontiguousarray(data.T))
+    wav = convert_channels(wav, channels)
+    if sample_rate is not None:
+        wav = resample(wav, file_sr, sample_rate)
+    return wav
+
+
+def save_audio(
+    path: str | Path,
+    wav: torch.Tensor | np.ndarray,
+    sample_rate: int,
+    bits: int = 16,
+    clip: str = "rescale",
+) -> Path:
+    """Write ``wav`` ``(channels, samples)`` or ``(samples,)`` to a WAV or FLAC file.
+
+    The file is written to a temporary name in the same folder and renamed into place, so an
+    interrupted save never leaves a half-written file under the final name.
+
+    Args:
+        path: destination; its ending picks the format (``.wav`` or ``.flac``).
+        wav: the audio, float in [-1, 1].
+        sample_rate: the rate of ``wav`` in Hz.
+        bits: 16 or 24 (integer PCM) or 32 (float; WAV only, stores values beyond ±1).
+        clip: what to do when an integer format would clip: ``"rescale"`` lowers the whole
+            signal so its peak fits (no distortion), ``"clamp"`` cuts the peaks, ``"none"``
+            writes as is (only sensible for ``bits=32``).
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(path, f"cannot write '{path.suffix}' files", "use .wav or .flac")
+    if bits not in _SUBTYPES:
+        raise AudioError(path, f"bits must be 16, 24 or 32, got {bits}")
+    if bits == 32 and fmt == "FLAC":
+        raise AudioError(path, "FLAC cannot store float samples", "use bits=16/24 or .wav")
+    if clip not in ("rescale", "clamp", "none"):
+        raise AudioError(path, f"clip must be 'rescale', 'clamp' or 'none', got {clip!r}")
+    data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[None]
+    if data.ndim != 2:
+        raise AudioError(path, f"expected (channels, samples) audio, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "refusing to save audio containing NaN or infinite samples")
+    if bits != 32:
+        peak = float(np.abs(data).max(initial=0.0))
+        full_scale = 1.0 - 2.0 ** (1 - bits)  # the largest value the integer format stores
+        if peak > full_scale and clip == "rescale":
+            data = data * (full_scale / peak)
+        elif clip == "clamp":
+            data = np.clip(data, -full_scale, full_scale)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data.T, int(sample_rate), subtype=_SUBTYPES[bits], format=fmt)
+    return path

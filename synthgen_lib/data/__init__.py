@@ -1,0 +1,52 @@
+"""Data sources (folder layout, MUSDB18, Slakh2100, synthetic) and training windows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import SynthGenError
+from .folder import FolderSource
+from .tracks import DEFAULT_DESCRIPTION, TrackAudio, TrackInfo, TrackSource
+from .windows import Window, WindowDataset, WindowSet, make_windows, split_tracks, window_starts
+
+SOURCES = ("synthetic", "folder", "musdb", "slakh")
+
+
+def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 64, seed: int = 0,
+                track_duration: float = 30.0, target: str = "other", download: bool = False,
+                strict: bool = False) -> TrackSource:
+    """Open a data source by name.
+
+    Args:
+        kind: ``synthetic`` (rendered on demand), ``folder`` (``mix/``, ``synth/``,
+            ``description/``), ``musdb`` (MUSDB18-HQ WAV layout, or the previews with
+            ``download=True``) or ``slakh`` (Slakh2100).
+        root: the dataset folder (not used by ``synthetic``).
+        num_tracks, seed, track_duration: the synthetic set's size, seed and track length.
+        target: the MUSDB stem that plays the synth's role.
+        download: MUSDB only: fetch musdb's 7-second previews.
+        strict: folder only: fail on the first unpaired or unreadable file.
+    """
+    if kind == "synthetic":
+        from .synthetic import SyntheticSource
+
+        return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration)
+    if kind != "musdb" and root is None:
+        raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
+    if kind == "folder":
+        return FolderSource(root, strict=strict)
+    if kind == "musdb":
+        from .musdb_source import MusdbSource
+
+        return MusdbSource(root, target=target, download=download)
+    if kind == "slakh":
+        from .slakh import SlakhSource
+
+        return SlakhSource(root)
+    raise SynthGenError(f"unknown source {kind!r}: choose one of {', '.join(SOURCES)}")
+
+
+__all__ = [
+    "DEFAULT_DESCRIPTION", "FolderSource", "SOURCES", "TrackAudio", "TrackInfo", "TrackSource",
+    "Window", "WindowDataset", "WindowSet", "make_windows", "open_source", "split_tracks",
+    "window_starts",
+]

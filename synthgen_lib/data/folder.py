@@ -1,0 +1,100 @@
+"""The user's own dataset: ``mix/``, ``synth/`` and ``description/`` folders paired by name.
+
+::
+
+    dataset/
+      mix/song_a.wav          the full mix
+      synth/song_a.flac       its synth stem (any audio format; the name pairs it)
+      description/song_a.txt  optional text, e.g. "bright detuned saw lead"
+
+Files are paired by their name without the extension. Anything that cannot be paired is not
+used and is listed in :attr:`FolderSource.problems` (and in ``synthgen prepare``'s report).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..audio import audio_info, is_audio_file, load_audio
+from ..errors import AudioError, DatasetError
+from .tracks import DEFAULT_DESCRIPTION, TrackInfo, TrackSource
+
+
+def _by_name(folder: Path, keep, problems, kind: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or not keep(path):
+            continue
+        if path.stem in found:
+            problems.add(f"{kind} files with the same name", f"{found[path.stem].name} and {path.name}")
+            continue
+        found[path.stem] = path
+    return found
+
+
+class FolderSource(TrackSource):
+    """Paired tracks from a ``mix/``, ``synth/``, ``description/`` folder.
+
+    Args:
+        root: the dataset folder.
+        strict: raise on the first unreadable or unpaired file instead of skipping it.
+    """
+
+    kind = "folder"
+
+    def __init__(self, root: str | Path, strict: bool = False):
+        super().__init__()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: no such folder — check the path (is Google Drive mounted?)")
+        if not (self.root / "mix").is_dir() or not (self.root / "synth").is_dir():
+            raise DatasetError(f"{self.root}: expected 'mix/' and 'synth/' folders inside "
+                               "(and optionally 'description/'), paired by file name")
+        p = self.problems
+        self.mix_files = _by_name(self.root / "mix", is_audio_file, p, "mix")
+        self.synth_files = _by_name(self.root / "synth", is_audio_file, p, "synth")
+        self.description_files = _by_name(self.root / "description",
+                                          lambda f: f.suffix.lower() == ".txt", p, "description")
+        for name in sorted(set(self.mix_files) - set(self.synth_files)):
+            p.add("mix without synth (skipped)", self.mix_files[name].name)
+        for name in sorted(set(self.synth_files) - set(self.mix_files)):
+            p.add("synth without mix (skipped)", self.synth_files[name].name)
+        for name in sorted(set(self.description_files) - set(self.mix_files) - set(self.synth_files)):
+            p.add("description without audio (ignored)", self.description_files[name].name)
+        if strict and p.groups:
+            raise DatasetError(f"{self.root}: " + "; ".join(p.lines(limit=3)))
+
+        for name in sorted(set(self.mix_files) & set(self.synth_files)):
+            try:
+                mix, synth = audio_info(self.mix_files[name]), audio_info(self.synth_files[name])
+            except AudioError as exc:
+                if strict:
+                    raise
+                p.add("unreadable audio (skipped)", str(exc))
+                continue
+            if abs(mix.duration - synth.duration) > 0.05:
+                p.add("mix and synth lengths differ (using the shorter)",
+                      f"{name}: mix {mix.duration:.2f} s, synth {synth.duration:.2f} s")
+            self._tracks[name] = TrackInfo(name=name, duration=min(mix.duration, synth.duration),
+                                           description=self._description(name))
+        if not self._tracks and not strict:
+            raise DatasetError(f"{self.root}: no paired mix/synth files found"
+                               + (" — " + "; ".join(p.lines(limit=3)) if p.groups else ""))
+
+    def _description(self, name: str) -> str:
+        path = self.description_files.get(name)
+        text = path.read_text(encoding="utf-8", errors="replace").strip() if path else ""
+        if not text:
+            self.problems.add(f"no description (using '{DEFAULT_DESCRIPTION}')", name)
+            return DEFAULT_DESCRIPTION
+        return " ".join(text.split())
+
+    def _load(self, info: TrackInfo, sample_rate: int, offset: float,
+              duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        span = info.duration - offset if duration is None else duration
+        mix = load_audio(self.mix_files[info.name], sample_rate, None, offset, span)
+        synth = load_audio(self.synth_files[info.name], sample_rate, None, offset, span)
+        return mix, synth

@@ -1,0 +1,140 @@
+"""``prepare``: list a source's tracks and windows, and write a dataset to the folder layout.
+
+This is the one function behind ``synthgen prepare`` and the Encode Dataset notebook's first
+step. With ``output`` it writes every track as ``output/mix/NAME.wav``,
+``output/synth/NAME.wav`` and ``output/description/NAME.txt`` at the project rate (the
+synthetic set is rendered; other sources are converted), skipping tracks already written, so
+an interrupted run resumes where it stopped. The report is also saved as
+``output/prepare.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE, save_audio
+from .data import TrackSource, make_windows, open_source
+from .data.windows import WindowSet
+from .fileio import write_text_atomic
+
+
+@dataclass
+class TrackRow:
+    """One line of the report."""
+
+    name: str
+    duration: float
+    split: str
+    windows: int
+    description: str
+
+
+@dataclass
+class PrepareReport:
+    """What :func:`prepare` found (and wrote)."""
+
+    source: str
+    window: float
+    hop: float
+    sample_rate: int
+    tracks: list[TrackRow]
+    counts: dict[str, dict[str, int]]
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    output: str | None = None
+    written: int = 0
+
+    @property
+    def total_windows(self) -> int:
+        return sum(c["windows"] for c in self.counts.values())
+
+    def format(self, max_tracks: int = 20) -> str:
+        """The report as text: per-split totals, the first tracks, problems and notes."""
+        lines = [f"source: {self.source} — {len(self.tracks)} tracks, "
+                 f"{self.window:g} s windows every {self.hop:g} s, {self.sample_rate} Hz"]
+        lines.append(f"{'split':<8}{'tracks':>8}{'windows':>9}{'minutes':>9}")
+        for split, c in self.counts.items():
+            minutes = sum(t.duration for t in self.tracks if t.split == split) / 60
+            lines.append(f"{split:<8}{c['tracks']:>8}{c['windows']:>9}{minutes:>9.1f}")
+        lines.append(f"{'track':<32}{'seconds':>8}{'split':>7}{'windows':>9}  description")
+        for t in self.tracks[:max_tracks]:
+            lines.append(f"{t.name[:31]:<32}{t.duration:>8.1f}{t.split:>7}{t.windows:>9}  {t.description[:60]}")
+        if len(self.tracks) > max_tracks:
+            lines.append(f"... and {len(self.tracks) - max_tracks} more tracks")
+        lines += [f"problem: {p}" for p in self.problems]
+        lines += [f"note: {n}" for n in self.notes]
+        if self.output:
+            lines.append(f"wrote {self.written} new tracks; dataset at {self.output} "
+                         "(mix/, synth/, description/, prepare.json)")
+        return "\n".join(lines)
+
+
+def _short_note(source: TrackSource, ws: WindowSet) -> list[str]:
+    if not ws.short_tracks:
+        return []
+    shortest = min(source.info(n).duration for n in ws.short_tracks)
+    fit = max(1.0, math.floor(shortest))
+    action = "zero-padded to one window each" if ws.short == "pad" else "skipped"
+    return [f"{len(ws.short_tracks)} of {len(source)} tracks are shorter than the {ws.window:g} s "
+            f"window (shortest {shortest:.1f} s) and were {action}; use --window {fit:g} "
+            f"--hop {fit / 2:g} to cut them into full windows"
+            + (" (musdb's download gives 7 s previews; the full dataset has whole songs)"
+               if source.kind == "musdb" else "")]
+
+
+def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, channels: int) -> None:
+    audio = source.load(name, sample_rate, channels)
+    # One gain for mix and synth (only if needed) so that they still line up after quantisation.
+    peak = float(torch.maximum(audio.mix.abs().max(), audio.synth.abs().max()))
+    gain = 0.999 / peak if peak > 0.999 else 1.0
+    save_audio(out / "synth" / f"{name}.wav", audio.synth * gain, sample_rate, clip="none")
+    write_text_atomic(out / "description" / f"{name}.txt", audio.description + "\n")
+    save_audio(out / "mix" / f"{name}.wav", audio.mix * gain, sample_rate, clip="none")  # last: marks done
+
+
+def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
+            output: str | Path | None = None, *, num_tracks: int = 64, track_duration: float = 30.0,
+            seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
+            short: str = "pad", target: str = "other", download: bool = False,
+            sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
+    """List a dataset's tracks, windows and split; optionally write it in the folder layout.
+
+    Args:
+        source: ``synthetic``, ``folder``, ``musdb``, ``slakh`` or an open :class:`TrackSource`.
+        root: the dataset folder (not for ``synthetic``).
+        output: write every track here as ``mix/``, ``synth/``, ``description/`` WAV/text at
+            ``sample_rate``; tracks already there are kept (resume).
+        num_tracks, track_duration, seed: the synthetic set's size, track length and seed.
+        window, hop: window length and hop in seconds.
+        valid_fraction: share of tracks (without a dataset split) held out for validation.
+        short: tracks shorter than a window are zero-padded (``pad``) or dropped (``skip``).
+        target: MUSDB stem used as the synth.
+        download: MUSDB only: fetch musdb's 7-second previews.
+        sample_rate, channels: format of the written files.
+        progress: show a progress bar while writing.
+    """
+    src = source if isinstance(source, TrackSource) else open_source(
+        source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
+        target=target, download=download)
+    ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
+    per_track = {}
+    for w in ws.windows:
+        per_track[w.track] = per_track.get(w.track, 0) + 1
+    rows = [TrackRow(t.name, round(t.duration, 3), ws.splits[t.name], per_track.get(t.name, 0),
+                     t.description) for t in src.tracks()]
+    report = PrepareReport(source=src.kind, window=window, hop=hop, sample_rate=sample_rate,
+                           tracks=rows, counts=ws.counts(), problems=src.problems.lines(),
+                           notes=_short_note(src, ws))
+    if output is not None:
+        out = Path(output)
+        todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
+        for name in tqdm(todo, desc="writing tracks", disable=not progress or not todo):
+            _write_track(src, name, out, sample_rate, channels)
+        report.output, report.written = str(out), len(todo)
+        write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
+    return report

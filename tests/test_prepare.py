@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from synthgen_lib.audio import load_audio
+from synthgen_lib.data import FolderSource
+from synthgen_lib.data.synthetic import render_track
+from synthgen_lib.prepare import prepare
+
+from .conftest import tone, write
+
+
+def test_synthetic_set_is_written_in_the_folder_layout_and_resumes(tmp_path):
+    out = tmp_path / "ds"
+    report = prepare("synthetic", output=out, num_tracks=3, track_duration=11.0, seed=2,
+                     progress=False)
+    assert report.written == 3 and report.counts == {"train": {"tracks": 2, "windows": 2},
+                                                     "valid": {"tracks": 1, "windows": 1}}
+    src = FolderSource(out)  # what was written reads back as a folder dataset
+    assert len(src) == 3 and not src.problems.groups
+    track = render_track(2, 1, duration=11.0)
+    written = load_audio(out / "synth" / f"{track.name}.wav").numpy()
+    assert np.abs(written - track.synth).max() < 2 ** -14  # 16-bit quantisation only
+    assert src.info(track.name).description == track.description
+    saved = json.loads((out / "prepare.json").read_text())
+    assert saved["counts"] == report.counts and len(saved["tracks"]) == 3
+
+    (out / "mix" / f"{track.name}.wav").unlink()  # as if interrupted before this track finished
+    again = prepare("synthetic", output=out, num_tracks=3, track_duration=11.0, seed=2, progress=False)
+    assert again.written == 1 and (out / "mix" / f"{track.name}.wav").is_file()
+
+
+def test_short_tracks_are_reported_with_a_fix(tmp_path):
+    for name in ("a", "b"):
+        write(tmp_path / "mix" / f"{name}.wav", tone(7.0, 8000), 8000)
+        write(tmp_path / "synth" / f"{name}.wav", tone(7.0, 8000), 8000)
+    report = prepare("folder", tmp_path, window=10.0, hop=5.0)
+    assert report.total_windows == 2  # padded, never silently nothing
+    assert report.notes == ["2 of 2 tracks are shorter than the 10 s window (shortest 7.0 s) and "
+                            "were zero-padded to one window each; use --window 7 --hop 3.5 to cut "
+                            "them into full windows"]
+    skipped = prepare("folder", tmp_path, short="skip")
+    assert skipped.total_windows == 0 and "were skipped" in skipped.notes[0]
+    text = report.format()
+    assert "note: 2 of 2 tracks" in text and "a " in text
+
+
+def test_format_lists_splits_and_tracks():
+    report = prepare("synthetic", num_tracks=25, track_duration=20.0, seed=0)
+    text = report.format(max_tracks=5)
+    assert text.splitlines()[0] == "source: synthetic — 25 tracks, 10 s windows every 5 s, 32000 Hz"
+    assert "... and 20 more tracks" in text
+    assert report.counts["train"]["windows"] + report.counts["valid"]["windows"] == 75
+
+
+def test_unknown_source_is_a_clear_error():
+    from synthgen_lib.errors import SynthGenError
+
+    with pytest.raises(SynthGenError, match="unknown source 'napster'"):
+        prepare("napster", "x")
