@@ -45,6 +45,110 @@ def _run_prepare(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a separation model (resumes from OUTPUT/last.pt)",
+                       description="Train SynthLSTM or SynthEncoder; best.pt (by validation loss), last.pt "
+                       "and metrics.jsonl go to --output. Running it again resumes.")
+    p.add_argument("--model", choices=("lstm", "encoder"), required=True, help="model family")
+    p.add_argument("--data", required=True, help="folder-layout dataset, or 'synthetic'")
+    p.add_argument("--output", required=True, help="run folder (checkpoints, metrics)")
+    for name in ("epochs", "batch_size", "steps_per_epoch", "warmup_steps", "seed", "save_every", "num_workers",
+                 "max_valid_windows"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("segment", "lr", "weight_decay", "grad_clip", "gain_db", "remix_prob", "valid_fraction",
+                 "window", "hop"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--model-config", default="{}", help='JSON overrides, e.g. \'{"hidden_size": 128}\'')
+    p.add_argument("--restart", action="store_true", help="ignore last.pt and start over")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    import dataclasses
+    import json
+
+    from .train import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k != "model"},
+                      model=args.model, augment=not args.no_augment)
+    try:
+        overrides = json.loads(args.model_config)
+    except json.JSONDecodeError as exc:
+        raise SynthGenError(f"--model-config is not valid JSON ({exc})") from None
+    result = train(args.data, args.output, cfg, overrides, resume=not args.restart)
+    print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "
+          f"{result.best_valid_loss:.4f}; best: {result.best}; last: {result.last}")
+    return 0
+
+
+def _add_separate(sub) -> None:
+    p = sub.add_parser("separate", help="isolate the synth stem of audio files",
+                       description="For each input X.ext write OUTPUT/X/synth.wav and OUTPUT/X/residual.wav. "
+                       "Folders are walked for audio files.")
+    p.add_argument("inputs", nargs="+", help="audio files or folders")
+    p.add_argument("--model", default="synthlstm-demo", help="bundled model name or checkpoint path")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--segment", type=float, default=10.0, help="seconds per segment (default 10)")
+    p.add_argument("--overlap", type=float, default=0.25, help="segment overlap fraction (default 0.25)")
+    p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
+    p.add_argument("--wiener", action="store_true", help="SynthLSTM: Wiener-style mask refinement")
+    p.set_defaults(func=_run_separate)
+
+
+def _run_separate(args) -> int:
+    from .separate import separate_files
+
+    for src, folder in separate_files(args.inputs, args.model, args.output, segment=args.segment,
+                                      overlap=args.overlap, bits=args.bits, wiener=args.wiener):
+        print(f"{src} -> {folder}/synth.wav, residual.wav")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    from .data import SOURCES
+
+    p = sub.add_parser("evaluate", help="SI-SDR/SDR of models on a dataset's validation tracks")
+    p.add_argument("--model", nargs="+", default=["synthlstm-demo", "synthencoder-demo"],
+                   help="bundled model names or checkpoint paths")
+    p.add_argument("--source", choices=SOURCES, default="folder")
+    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--split", default="valid", choices=("valid", "train", "test", "all"))
+    p.add_argument("--tracks", type=int, default=64, help="synthetic: number of tracks")
+    p.add_argument("--seed", type=int, default=0, help="split (and synthetic set) seed")
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--max-tracks", type=int, default=None)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from .data import open_source
+    from .evaluate import evaluate
+
+    data = open_source(args.source, args.root, num_tracks=args.tracks, seed=args.seed)
+    report = evaluate({m: m for m in args.model}, data, split=args.split, valid_fraction=args.valid_fraction,
+                      seed=args.seed, max_tracks=args.max_tracks, progress=True)
+    print(report.format())
+    return 0
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the bundled models")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args) -> int:
+    from .models import list_models
+
+    for name, family, text, present in list_models():
+        print(f"{name}\t{family}\t{text}" + ("" if present else " (not built: run 'make demo-models')"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``synthgen`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="synthgen", description="Isolate, generate and re-voice "
@@ -52,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
+    _add_train(sub)
+    _add_separate(sub)
+    _add_evaluate(sub)
+    _add_models(sub)
     return parser
 
 

@@ -1,0 +1,138 @@
+"""The separation model families, their configs, and checkpoints that rebuild themselves.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts — nothing that
+needs unpickling code — so it is always read with ``torch.load(weights_only=True)``::
+
+    {"format": "synthgen-checkpoint", "version": 1, "family": "lstm",
+     "config": {...model config...}, "model": state_dict, "meta": {...}, "train": {...}}
+
+:func:`load_model` accepts a path or the name of a bundled model (``synthgen models``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SynthGenError
+from ..fileio import atomic_path
+from .encoder import SynthEncoder, SynthEncoderConfig
+from .lstm import SynthLSTM, SynthLSTMConfig
+
+FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
+    "lstm": (SynthLSTM, SynthLSTMConfig),
+    "encoder": (SynthEncoder, SynthEncoderConfig),
+}
+FORMAT = "synthgen-checkpoint"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+BUNDLED = {
+    "synthlstm-demo": ("lstm", "models/synthlstm-demo.pt",
+                       "SynthLSTM trained on the synthetic generator (bundled demo)"),
+    "synthencoder-demo": ("encoder", "models/synthencoder-demo.pt",
+                          "SynthEncoder trained on the synthetic generator (bundled demo)"),
+}
+
+
+class CheckpointError(SynthGenError):
+    """A checkpoint that is missing, corrupt, unsafe, or of another model family."""
+
+
+def build_model(family: str, config: dict | Any | None = None) -> nn.Module:
+    """A new model of ``family`` (``lstm`` or ``encoder``) from a config object or dict."""
+    if family not in FAMILIES:
+        raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(FAMILIES)}")
+    cls, config_cls = FAMILIES[family]
+    if isinstance(config, dict):
+        known = {f.name for f in dataclasses.fields(config_cls)}
+        config = config_cls(**{k: v for k, v in config.items() if k in known})
+    return cls(config)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None,
+                    train: dict | None = None, half: bool = False) -> Path:
+    """Write ``model`` with its config (and optional training state) atomically.
+
+    Args:
+        half: store float weights as float16 (half the size; for bundled demo models).
+    """
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in _unwrap(model).state_dict().items()}
+    payload = {"format": FORMAT, "version": 1, "family": _unwrap(model).family,
+               "config": dataclasses.asdict(_unwrap(model).config), "model": state,
+               "meta": meta or {}, "train": train or {}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The file behind a bundled model name or a path."""
+    if str(name_or_path) in BUNDLED:
+        return ASSETS / BUNDLED[str(name_or_path)][1]
+    return Path(name_or_path)
+
+
+def load_checkpoint(name_or_path: str | Path) -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and check it is one of ours.
+
+    Raises:
+        CheckpointError: missing, truncated/corrupt, holding code objects, or not a SynthGen
+            checkpoint. Never retried with unrestricted unpickling.
+    """
+    path = resolve(name_or_path)
+    if not path.is_file():
+        hint = ("the bundled models are listed by 'synthgen models'" if str(name_or_path) in BUNDLED
+                or "/" not in str(name_or_path) else "check the path (is Google Drive mounted?)")
+        raise CheckpointError(f"{path}: no such checkpoint — {hint}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, or a pickle asking for code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused — it contains Python objects that could run code "
+                                  "when loaded; only load checkpoints from people you trust, "
+                                  "re-saved with synthgen") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]}) — the file may be "
+                              "truncated or corrupt; download or copy it again") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a SynthGen checkpoint (no '{FORMAT}' header)")
+    return payload
+
+
+def load_model(name_or_path: str | Path, family: str | None = None,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a checkpoint (path or bundled name), in eval mode on ``device``.
+
+    Args:
+        family: if given, refuse a checkpoint of another family with a clear message.
+    """
+    payload = load_checkpoint(name_or_path)
+    got = payload.get("family")
+    if family is not None and got != family:
+        raise CheckpointError(f"{resolve(name_or_path)}: this is a '{got}' checkpoint, not '{family}' — "
+                              "pick the matching --model")
+    model = build_model(got, payload.get("config") or {})
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{resolve(name_or_path)}: weights do not fit its config "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+    return model.to(device).eval()
+
+
+def list_models() -> list[tuple[str, str, str, bool]]:
+    """Bundled models as ``(name, family, description, present)``."""
+    return [(name, fam, text, (ASSETS / rel).is_file()) for name, (fam, rel, text) in BUNDLED.items()]
+
+
+__all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
+           "SynthLSTMConfig", "build_model", "list_models", "load_checkpoint", "load_model",
+           "save_checkpoint"]

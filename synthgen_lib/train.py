@@ -1,0 +1,396 @@
+"""``train``: one training loop for every model family.
+
+The loop is short on purpose; the pieces it uses are small:
+
+* :class:`SegmentDataset` — random ``segment``-second crops of the training windows with
+  separation augmentations (per-stem random gain, remixing a synth with another track's
+  accompaniment, channel swap, polarity flip). The crop position and every augmentation are
+  drawn from a generator seeded by ``(seed, epoch, index)``, so an epoch is the same whatever
+  the number of workers or processes, and a resumed run sees the same data.
+* AdamW with linear warm-up then cosine decay, gradient clipping, mixed precision on CUDA
+  (bf16 where supported, else fp16 with a gradient scaler).
+* Validation on the held-out tracks after every epoch: loss (picks the **best** checkpoint)
+  and SI-SDR (reported).
+* ``last.pt`` (written every ``save_every`` steps and at the end of each epoch) holds the
+  optimizer, scheduler, step, epoch and RNG state; ``best.pt`` the weights with the lowest
+  validation loss. Both are written atomically. Running ``train`` again on the same output
+  folder resumes from ``last.pt`` — mid-epoch included — and reaches the same state as a run
+  that was never interrupted.
+* ``metrics.jsonl`` gets one JSON line per epoch (and per ``log_every`` steps) for plots.
+* Under ``torchrun --nproc_per_node N`` it runs as DistributedDataParallel (gloo on CPU,
+  nccl on GPU): each process takes every N-th batch of the epoch; rank 0 validates and saves.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE
+from .data import TrackSource, WindowSet, make_windows, open_source
+from .data.windows import Window
+from .errors import SynthGenError
+from .evaluate import si_sdr
+from .fileio import atomic_path
+from .models import CheckpointError, build_model, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (stored in its checkpoints).
+
+    Attributes:
+        model: model family, ``lstm`` or ``encoder``.
+        epochs: passes over the training windows.
+        batch_size: examples per step (per process under DDP).
+        segment: seconds of audio per training example (a random crop of a window).
+        lr: peak learning rate after warm-up.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps; then cosine decay to ``lr * final_lr_ratio``.
+        final_lr_ratio: learning rate at the last step, relative to ``lr``.
+        grad_clip: clip the gradient norm to this value (0: off).
+        steps_per_epoch: batches per epoch; ``None`` covers each training window once.
+        augment: apply the separation augmentations.
+        gain_db: per-stem random gain range (± dB).
+        remix_prob: chance of pairing the synth with another window's accompaniment.
+        valid_segment: seconds of each validation window used (``None``: whole window).
+        max_valid_windows: cap on validation windows per epoch (``None``: all).
+        window, hop, valid_fraction: how tracks are cut and split (see ``make_windows``).
+        channels: channels of the training audio (models treat channels independently).
+        sample_rate: audio rate in Hz.
+        seed: seeds the split, the data order, augmentations and initialisation.
+        save_every: also write ``last.pt`` every this many steps (0: only per epoch).
+        log_every: write a train-loss line to ``metrics.jsonl`` every this many steps.
+        num_workers: DataLoader worker processes.
+        amp: use mixed precision when training on CUDA.
+        cache_audio: keep each track's audio in memory after its first read.
+    """
+
+    model: str = "lstm"
+    epochs: int = 10
+    batch_size: int = 8
+    segment: float = 4.0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    final_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    steps_per_epoch: int | None = None
+    augment: bool = True
+    gain_db: float = 6.0
+    remix_prob: float = 0.5
+    valid_segment: float | None = None
+    max_valid_windows: int | None = None
+    window: float = 10.0
+    hop: float = 5.0
+    valid_fraction: float = 0.1
+    channels: int = 2
+    sample_rate: int = SAMPLE_RATE
+    seed: int = 0
+    save_every: int = 0
+    log_every: int = 25
+    num_workers: int = 0
+    amp: bool = True
+    cache_audio: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with."""
+
+    output_dir: Path
+    step: int
+    epoch: int
+    best_valid_loss: float
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def best(self) -> Path:
+        return self.output_dir / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.output_dir / "last.pt"
+
+
+def _seeded(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(hash(tuple(parts)) % (2 ** 63))
+
+
+class SegmentDataset(torch.utils.data.Dataset):
+    """Random ``segment``-second crops of ``windows``, augmented for separation.
+
+    Item ``i`` of epoch ``e`` is a deterministic function of ``(seed, e, i)``: call
+    :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, source: TrackSource, windows: list[Window], cfg: TrainConfig, augment: bool,
+                 segment: float | None = None):
+        self.source, self.windows, self.cfg, self.augment = source, windows, cfg, augment
+        self.segment = segment or cfg.segment
+        self.epoch = 0
+        self._cache: dict[str, Any] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _read(self, w: Window, offset: float) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, n = self.cfg, int(round(self.segment * self.cfg.sample_rate))
+        if cfg.cache_audio:
+            if w.track not in self._cache:
+                self._cache[w.track] = self.source.load(w.track, cfg.sample_rate, cfg.channels)
+            audio = self._cache[w.track]
+            start = int(round((w.start + offset) * cfg.sample_rate))
+            mix, synth = audio.mix[:, start:start + n], audio.synth[:, start:start + n]
+            pad = n - mix.shape[-1]
+            if pad > 0:
+                mix, synth = (nn.functional.pad(x, (0, pad)) for x in (mix, synth))
+            return mix, synth
+        audio = self.source.load(w.track, cfg.sample_rate, cfg.channels, w.start + offset, self.segment)
+        return audio.mix, audio.synth
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.windows[i]
+        g = _seeded(self.cfg.seed, self.epoch, i)
+        room = max(0.0, w.length - self.segment)
+        offset = float(torch.rand((), generator=g)) * room if self.augment else room / 2
+        mix, synth = self._read(w, offset)
+        if not self.augment:
+            return mix, synth
+        accomp = mix - synth
+        if len(self.windows) > 1 and float(torch.rand((), generator=g)) < self.cfg.remix_prob:
+            j = int(torch.randint(len(self.windows) - 1, (), generator=g))
+            other = self.windows[j + (j >= i)]
+            if other.track != w.track:
+                room_j = max(0.0, other.length - self.segment)
+                m2, s2 = self._read(other, float(torch.rand((), generator=g)) * room_j)
+                accomp = m2 - s2
+        gains = 10 ** ((torch.rand(2, generator=g) * 2 - 1) * self.cfg.gain_db / 20)
+        synth, accomp = synth * gains[0], accomp * gains[1]
+        if synth.shape[0] == 2 and float(torch.rand((), generator=g)) < 0.5:
+            synth, accomp = synth.flip(0), accomp.flip(0)
+        if float(torch.rand((), generator=g)) < 0.5:
+            synth, accomp = -synth, -accomp
+        return synth + accomp, synth
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
+    """Mean validation loss and median SI-SDR (dB) of the synth estimates."""
+    model.eval()
+    losses, scores = [], []
+    for mix, synth in loader:
+        mix, synth = mix.to(device), synth.to(device)
+        losses.append(float(model.loss(mix, synth)) * len(mix))
+        scores += si_sdr(model(mix), synth).flatten().tolist()
+    model.train()
+    n = len(loader.dataset)
+    return {"valid_loss": sum(losses) / n, "valid_si_sdr": float(torch.tensor(scores).median())}
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainConfig | None = None,
+          model_config: dict | None = None, *, resume: bool = True, progress: bool = True,
+          stop_after_steps: int | None = None, device: str | torch.device | None = None) -> TrainResult:
+    """Train a separation model; resume from ``output_dir/last.pt`` when it exists.
+
+    Args:
+        data: a :class:`TrackSource`, ``"synthetic"``, or the path of a folder-layout dataset.
+        output_dir: where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go.
+        config: training settings (``config.model`` picks the family).
+        model_config: overrides of the model family's config (e.g. ``{"hidden_size": 128}``).
+        resume: continue from ``last.pt`` if present (otherwise start over, keeping nothing).
+        progress: show progress bars.
+        stop_after_steps: stop (after saving ``last.pt``) once this global step is reached —
+            a deliberate interruption, used by tests and to split long runs.
+        device: ``cuda``/``cpu``; default CUDA when available.
+    """
+    cfg = config or TrainConfig()
+    out = Path(output_dir)
+    rank, world = _dist()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    source = data if isinstance(data, TrackSource) else (
+        open_source("synthetic", seed=cfg.seed) if str(data) == "synthetic" else open_source("folder", data))
+    ws: WindowSet = make_windows(source.tracks(), cfg.window, cfg.hop, cfg.valid_fraction, cfg.seed)
+    train_windows, valid_windows = ws.of("train"), ws.of("valid")[: cfg.max_valid_windows]
+    if not train_windows or not valid_windows:
+        raise SynthGenError(f"need training and validation tracks, got {ws.counts()} — add tracks or "
+                            "change valid_fraction")
+    train_set = SegmentDataset(source, train_windows, cfg, augment=cfg.augment)
+    valid_set = SegmentDataset(source, valid_windows, cfg, augment=False,
+                               segment=cfg.valid_segment or cfg.window)
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_windows) // (cfg.batch_size * world))
+    total_steps = steps_per_epoch * cfg.epochs
+
+    torch.manual_seed(cfg.seed)
+    last_path = out / "last.pt"
+    payload = None
+    if resume and last_path.is_file():
+        payload = load_checkpoint(last_path)
+        saved = payload["train"].get("config", {})
+        if payload["family"] != cfg.model:
+            raise CheckpointError(f"{last_path}: holds a '{payload['family']}' run, not '{cfg.model}' — "
+                                  "use another output folder")
+        if saved and saved.get("seed") != cfg.seed:
+            raise SynthGenError(f"{last_path}: was trained with seed {saved.get('seed')}, not {cfg.seed} — "
+                                "resume with the same settings or use another output folder")
+    model_cfg = payload["config"] if payload else {**(model_config or {}), "sample_rate": cfg.sample_rate}
+    model = build_model(cfg.model, model_cfg).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
+    use_amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    step, epoch, best = 0, 0, float("inf")
+    history: list[dict] = []
+    if payload:
+        model.load_state_dict(payload["model"])
+        st = payload["train"]
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
+        step, epoch, best, history = st["step"], st["epoch"], st["best_valid_loss"], st["history"]
+        torch.set_rng_state(st["rng"]["torch"])
+        if "cuda" in st["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+    elif hasattr(model, "set_input_stats"):  # SynthLSTM: input normalisation from data
+        with torch.no_grad():
+            mixes = torch.stack([train_set[i][0] for i in range(min(16, len(train_set)))]).to(dev)
+            b, ch, n = mixes.shape
+            model.set_input_stats(model.features(model.stft(mixes.reshape(b * ch, n))))
+    loss_fn: nn.Module = _LossOf(model)
+    if world > 1:
+        loss_fn = nn.parallel.DistributedDataParallel(loss_fn)
+    loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                       pin_memory=dev.type == "cuda", persistent_workers=False)
+    valid_loader = torch.utils.data.DataLoader(valid_set, shuffle=False, **loader_args)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _trim_metrics(out / "metrics.jsonl", step)
+
+    def save(path: Path, *, with_state: bool) -> None:
+        train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
+                       "best_valid_loss": best, "history": history}
+        if with_state:
+            train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                               scaler=scaler.state_dict(), rng=_rng_state())
+        save_checkpoint(path, model, meta={"sample_rate": cfg.sample_rate, "trained_steps": step}, train=train_state)
+
+    model.train()
+    while epoch < cfg.epochs:
+        train_set.set_epoch(epoch)
+        order = torch.randperm(len(train_set), generator=_seeded(cfg.seed, epoch, -1)).tolist()
+        order = (order * math.ceil(steps_per_epoch * cfg.batch_size * world / len(order)))
+        batches = [order[(s * world + rank) * cfg.batch_size:(s * world + rank + 1) * cfg.batch_size]
+                   for s in range(steps_per_epoch)]
+        done = step - epoch * steps_per_epoch  # > 0 when resuming mid-epoch
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches[done:], **{
+            k: v for k, v in loader_args.items() if k != "batch_size"})
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=done, total=steps_per_epoch,
+                   disable=not progress or rank != 0, leave=False)
+        running = 0.0
+        for mix, synth in bar:
+            mix, synth = mix.to(dev, non_blocking=True), synth.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(mix, synth)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            loss_value = loss.item()
+            running += loss_value
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if rank == 0 and cfg.log_every and step % cfg.log_every == 0:
+                _log(out, {"step": step, "epoch": epoch, "train_loss": loss_value, "lr": sched.get_last_lr()[0]})
+            if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
+                save(last_path, with_state=True)
+            if stop_after_steps is not None and step >= stop_after_steps:
+                if rank == 0:
+                    save(last_path, with_state=True)
+                return TrainResult(out, step, epoch, best, history)
+        epoch += 1
+        if rank == 0:
+            metrics = {"epoch": epoch, "step": step, "train_loss": running / max(1, steps_per_epoch - done),
+                       **validate(model, valid_loader, dev), "lr": sched.get_last_lr()[0], "time": time.time()}
+            history.append(metrics)
+            _log(out, metrics)
+            if metrics["valid_loss"] < best:
+                best = metrics["valid_loss"]
+                save(out / "best.pt", with_state=False)
+            save(last_path, with_state=True)
+            if progress:
+                tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}  "
+                           f"SI-SDR {metrics['valid_si_sdr']:.2f} dB")
+        if world > 1:
+            torch.distributed.barrier()
+    return TrainResult(out, step, epoch, best, history)
+
+
+class _LossOf(nn.Module):
+    """``forward(mix, synth)`` is the model's loss, so DistributedDataParallel, which only
+    synchronises gradients of what runs through ``forward``, can wrap the whole loss."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(mix, synth)
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint's step (they will be redone)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthgen_lib.models import (CheckpointError, SynthLSTM, SynthLSTMConfig, list_models, load_checkpoint,
+                                 load_model, save_checkpoint)
+
+
+def _tiny(hidden=16):
+    torch.manual_seed(0)
+    return SynthLSTM(SynthLSTMConfig(n_fft=256, hop_length=64, n_mels=16, hidden_size=hidden, num_layers=1)).eval()
+
+
+def test_checkpoint_rebuilds_the_model_from_its_own_config(tmp_path):
+    model = _tiny()
+    path = save_checkpoint(tmp_path / "m.pt", model, meta={"note": "x"})
+    again = load_model(path)
+    assert isinstance(again, SynthLSTM) and again.config == model.config and not again.training
+    x = torch.randn(1, 2, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    assert load_checkpoint(path)["meta"] == {"note": "x"}
+    big = _tiny(hidden=128)
+    full = save_checkpoint(tmp_path / "f.pt", big).stat().st_size
+    half = load_model(save_checkpoint(tmp_path / "h.pt", big, half=True))
+    assert (tmp_path / "h.pt").stat().st_size < 0.6 * full
+    with torch.no_grad():
+        torch.testing.assert_close(half(x), big(x), atol=2e-2, rtol=0)
+
+
+def test_wrong_family_and_bad_files_are_refused_in_one_line(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", _tiny())
+    with pytest.raises(CheckpointError, match="this is a 'lstm' checkpoint, not 'encoder'"):
+        load_model(path, family="encoder")
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_model(truncated)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="not a SynthGen checkpoint"):
+        load_model(other)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_model(tmp_path / "missing.pt")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling would create the marker file
+
+
+def test_a_malicious_pickle_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "synthgen-checkpoint", "model": _Payload(str(marker))}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_bundled_models_are_listed_by_name():
+    names = [row[0] for row in list_models()]
+    assert names == ["synthlstm-demo", "synthencoder-demo"]

@@ -1,0 +1,119 @@
+"""The shared training loop on tiny models and tiny synthetic data (CPU, seconds)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from synthgen_lib.data.synthetic import SyntheticSource
+from synthgen_lib.models import load_checkpoint, load_model
+from synthgen_lib.train import SegmentDataset, TrainConfig, train
+
+TINY_MODELS = {"lstm": {"n_fft": 512, "hop_length": 128, "n_mels": 32, "hidden_size": 32, "num_layers": 1},
+               "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}}
+
+
+@pytest.fixture(scope="module")
+def source():
+    return SyntheticSource(num_tracks=6, seed=3, track_duration=12.0, cache=8)
+
+
+def _cfg(family, **kw):
+    base = dict(model=family, epochs=2, batch_size=4, segment=1.5, steps_per_epoch=5, sample_rate=16000,
+                lr=3e-3, warmup_steps=2, valid_fraction=0.34, valid_segment=4.0, log_every=2)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("family", ["lstm", "encoder"])
+def test_two_epochs_lower_the_validation_loss_and_write_checkpoints(tmp_path, source, family):
+    torch.manual_seed(0)
+    result = train(source, tmp_path, _cfg(family, epochs=3), TINY_MODELS[family], progress=False)
+    losses = [h["valid_loss"] for h in result.history]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert result.step == 15
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["train"]["best_valid_loss"] == pytest.approx(min(losses))
+    assert "optimizer" not in best["train"] and "optimizer" in load_checkpoint(tmp_path / "last.pt")["train"]
+    model = load_model(tmp_path / "best.pt", family=family)
+    assert model.config.sample_rate == 16000
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if "valid_loss" in x] == [1, 2, 3]
+    assert [x["step"] for x in lines if "valid_loss" not in x] == [2, 4, 6, 8, 10, 12, 14]
+
+
+def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(tmp_path, source):
+    # A learning rate this high makes later epochs worse: best.pt must keep the earlier weights.
+    result = train(source, tmp_path, _cfg("lstm", epochs=4, lr=0.3, warmup_steps=1, grad_clip=0),
+                   TINY_MODELS["lstm"], progress=False)
+    losses = [h["valid_loss"] for h in result.history]
+    best_epoch = losses.index(min(losses)) + 1
+    assert load_checkpoint(tmp_path / "best.pt")["train"]["epoch"] == best_epoch
+    assert load_checkpoint(tmp_path / "last.pt")["train"]["epoch"] == 4
+
+
+def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path, source):
+    cfg = _cfg("lstm", epochs=2)
+    full = train(source, tmp_path / "full", cfg, TINY_MODELS["lstm"], progress=False)
+    part = train(source, tmp_path / "cut", cfg, TINY_MODELS["lstm"], progress=False, stop_after_steps=7)
+    assert part.step == 7 and part.epoch == 1  # stopped in the middle of the second epoch
+    resumed = train(source, tmp_path / "cut", cfg, TINY_MODELS["lstm"], progress=False)
+    assert resumed.step == full.step == 10
+    a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    assert [h["valid_loss"] for h in a["train"]["history"]] == [h["valid_loss"] for h in b["train"]["history"]]
+    metrics = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_resume_refuses_another_family(tmp_path, source):
+    train(source, tmp_path, _cfg("lstm", epochs=1), TINY_MODELS["lstm"], progress=False, stop_after_steps=1)
+    from synthgen_lib.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="holds a 'lstm' run, not 'encoder'"):
+        train(source, tmp_path, _cfg("encoder"), TINY_MODELS["encoder"], progress=False)
+
+
+def test_augmentation_is_deterministic_per_epoch_and_index(source):
+    from synthgen_lib.data import make_windows
+
+    cfg = _cfg("lstm")
+    windows = make_windows(source.tracks(), 10.0, 5.0, 0.34, 0).of("train")
+    ds = SegmentDataset(source, windows, cfg, augment=True)
+    a = ds[1]
+    assert torch.equal(a[0], ds[1][0]) and torch.equal(a[1], ds[1][1])
+    ds.set_epoch(1)
+    assert not torch.equal(a[0], ds[1][0])
+    mix, synth = a
+    assert mix.shape == synth.shape == (2, 24000)
+    plain = SegmentDataset(source, windows, cfg, augment=False)[1]
+    assert not torch.allclose(plain[0], mix)
+
+
+def test_two_process_ddp_on_cpu_trains_and_saves_one_checkpoint(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from synthgen_lib.data.synthetic import SyntheticSource
+        from synthgen_lib.train import TrainConfig, train
+        torch.set_num_threads(1)
+        src = SyntheticSource(num_tracks=4, seed=3, track_duration=11.0)
+        cfg = TrainConfig(model="lstm", epochs=1, batch_size=2, segment=1.0, steps_per_epoch=3,
+                          sample_rate=16000, valid_fraction=0.25, valid_segment=2.0, warmup_steps=1)
+        r = train(src, {str(tmp_path / 'run')!r}, cfg, {TINY_MODELS['lstm']!r}, progress=False)
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        open({str(tmp_path)!r} + f"/rank{{rank}}.txt", "w").write(f"WORLD {{world}} STEP {{r.step}}")
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):  # each process took every other batch of the 3 steps
+        assert (tmp_path / f"rank{rank}.txt").read_text() == "WORLD 2 STEP 3"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train"]["step"] == 3
