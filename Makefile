@@ -5,7 +5,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip --disable-pip-version-check
 OUT ?= outputs
 
-.PHONY: install install-test demo test
+.PHONY: install install-test demo demo-models test
 
 install:
 	@command -v ffprobe >/dev/null || { echo "installing FFmpeg (musdb needs ffprobe)"; \
@@ -18,7 +18,22 @@ install-test: install
 	$(PIP) install -q -r requirements-test.txt
 
 demo: install
-	synthgen prepare --source synthetic --tracks 8 --output $(OUT)/synthetic
+	synthgen demo --output $(OUT)/demo
+
+# Rebuild the bundled demo models and example from scratch (CPU, both models in parallel on
+# one thread each; see the README for the time it takes).
+DEMO_DATA ?= $(OUT)/demo-data
+DEMO_RUNS ?= $(OUT)/demo-runs
+LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1e-3 --warmup-steps 100
+ENCODER_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 4 --segment 3 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30
+demo-models: install
+	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
+	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_DATA) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
+	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_DATA) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
+	wait
+	synthgen export $(DEMO_RUNS)/lstm/best.pt assets/models/synthlstm-demo.pt --half
+	synthgen export $(DEMO_RUNS)/encoder/best.pt assets/models/synthencoder-demo.pt --half
+	$(PYTHON) -c "from synthgen_lib.demo import build_example; build_example()"
 
 test: install-test
 	$(PYTHON) -m pytest -q

@@ -154,6 +154,21 @@ def load_audio(
     return wav
 
 
+def wav_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
+    """Encode ``(channels, samples)`` as a 16-bit WAV file in memory (for players in HTML)."""
+    import io
+
+    data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    data = np.asarray(data, dtype=np.float32)
+    data = data[None] if data.ndim == 1 else data
+    peak = float(np.abs(data).max(initial=0.0))
+    if peak > 1.0:  # rescale rather than clip, as save_audio does
+        data = data / peak
+    buffer = io.BytesIO()
+    sf.write(buffer, data.T, int(sample_rate), subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
 def save_audio(
     path: str | Path,
     wav: torch.Tensor | np.ndarray,

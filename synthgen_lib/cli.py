@@ -149,6 +149,39 @@ def _run_models(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="copy a trained model without its training state (optionally float16)")
+    p.add_argument("checkpoint", help="a checkpoint, e.g. RUN/best.pt")
+    p.add_argument("output", help="where to write the exported model")
+    p.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    p.set_defaults(func=lambda a: print(export_model_cli(a)) or 0)
+
+
+def export_model_cli(args) -> str:
+    from .models import export_model
+
+    path = export_model(args.checkpoint, args.output, half=args.half)
+    return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="separate the bundled example with the bundled models; write an HTML page",
+                       description="The main job on the embedded default: separates the bundled example "
+                       "mix with every bundled model and writes the stems and an HTML page with players "
+                       "and spectrograms.")
+    p.add_argument("--output", default="outputs/demo", help="output folder (default outputs/demo)")
+    p.add_argument("--model", nargs="+", help="bundled model names or checkpoints (default: all bundled)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from .demo import run_demo
+
+    page = run_demo(args.output, args.model)
+    print(f"wrote the stems and {page}\nopen it in a browser to listen: file://{page}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``synthgen`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="synthgen", description="Isolate, generate and re-voice "
@@ -160,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_separate(sub)
     _add_evaluate(sub)
     _add_models(sub)
+    _add_export(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -22,3 +22,77 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"synthgen: error: {tmp_path / 'nowhere'}: no such folder — check the path (is Google Drive mounted?)"]
     assert "Traceback" not in proc.stderr
+
+
+def _tiny_checkpoint(path):
+    import torch
+
+    from synthgen_lib.models import SynthLSTM, SynthLSTMConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    model = SynthLSTM(SynthLSTMConfig(n_fft=512, hop_length=128, n_mels=16, hidden_size=16, num_layers=1))
+    return save_checkpoint(path, model.eval())
+
+
+def test_separate_writes_synth_and_residual_per_input(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from .conftest import tone, write
+
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    write(tmp_path / "in" / "song.wav", tone(1.3, 44100, 2), 44100)
+    write(tmp_path / "in" / "sub" / "other.flac", tone(0.7, 22050, 1), 22050)
+    write(tmp_path / "single.wav", tone(0.5, 16000, 1), 16000)
+    out = tmp_path / "out"
+    assert main(["separate", str(tmp_path / "in"), str(tmp_path / "single.wav"), "--model", str(ckpt),
+                 "--output", str(out)]) == 0
+    for name, rate, channels, frames in (("song", 44100, 2, 57330), ("other", 22050, 1, 15435),
+                                         ("single", 16000, 1, 8000)):
+        for stem in ("synth", "residual"):
+            info = sf.info(str(out / name / f"{stem}.wav"))
+            assert (info.samplerate, info.channels, info.frames) == (rate, channels, frames)
+        mix = sf.read(str(tmp_path / ("in" if name == "song" else "in/sub" if name == "other" else "") /
+                          f"{name}.{'flac' if name == 'other' else 'wav'}"), always_2d=True)[0]
+        total = sf.read(str(out / name / "synth.wav"), always_2d=True)[0] + \
+            sf.read(str(out / name / "residual.wav"), always_2d=True)[0]
+        assert np.abs(total - mix).max() < 2e-4  # synth + residual == mix (24-bit files)
+    assert capsys.readouterr().out.count("synth.wav, residual.wav") == 3
+
+
+def test_separate_refuses_a_missing_input(tmp_path, capsys):
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["separate", str(tmp_path / "nope.wav"), "--model", str(ckpt), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nope.wav: no such file — check the path" in err and err.count("\n") == 1
+
+
+def test_models_lists_bundled_names_first(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["synthlstm-demo", "synthencoder-demo"]
+
+
+def test_export_strips_training_state_and_halves(tmp_path, capsys):
+    from synthgen_lib.models import load_checkpoint
+
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["export", str(ckpt), str(tmp_path / "small.pt"), "--half"]) == 0
+    payload = load_checkpoint(tmp_path / "small.pt")
+    assert payload["model"]["fc3.weight"].dtype.is_floating_point and str(payload["model"]["fc3.weight"].dtype) == "torch.float16"
+    assert "optimizer" not in payload["train"] and "wrote" in capsys.readouterr().out
+
+
+def test_demo_writes_stems_and_a_page_with_players(tmp_path, capsys):
+    from synthgen_lib.demo import build_example
+
+    example = build_example(tmp_path / "example", duration=3.0)
+    ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
+    from synthgen_lib.demo import run_demo
+
+    page = run_demo(tmp_path / "demo", [str(ckpt)], example=example)
+    text = page.read_text()
+    assert text.count("<audio") == 4 and text.count("<img") == 4
+    for src in ("mix.wav", "reference.wav", "tiny/synth.wav", "tiny/residual.wav"):
+        assert f"src='{src}'" in text and (tmp_path / "demo" / src).is_file()
+    assert "tiny: SI-SDR" in text and "the mix itself scores" in text

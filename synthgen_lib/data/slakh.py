@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from ..audio import AUDIO_EXTENSIONS, audio_info, load_audio
+from ..download import confined
 from ..errors import AudioError, DatasetError
 from .tracks import TrackInfo, TrackSource
 
@@ -78,7 +79,11 @@ class SlakhSource(TrackSource):
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             self.problems.add("unreadable metadata.yaml (skipped)", f"{meta_path}: {str(exc).splitlines()[0]}")
             return
-        stems_dir = track_dir / str(meta.get("audio_dir") or "stems")
+        try:  # audio_dir comes from the file: it must stay inside the track folder
+            stems_dir = confined(track_dir, str(meta.get("audio_dir") or "stems"))
+        except DatasetError as exc:
+            self.problems.add("unsafe audio_dir in metadata.yaml (skipped)", str(exc))
+            return
         synth, other, synth_names, other_names = [], [], [], []
         for key, stem in sorted((meta.get("stems") or {}).items()):
             path = _stem_file(stems_dir, key)

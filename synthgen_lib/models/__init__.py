@@ -128,11 +128,23 @@ def load_model(name_or_path: str | Path, family: str | None = None,
     return model.to(device).eval()
 
 
+def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """Copy a checkpoint's model (config + weights, no optimizer/RNG state) to ``dst``.
+
+    ``half`` stores the weights as float16: bundled demo models stay a few MB.
+    """
+    payload = load_checkpoint(src)
+    model = load_model(src)
+    keep = {k: payload["train"][k] for k in ("config", "step", "epoch", "best_valid_loss") if k in payload["train"]}
+    return save_checkpoint(dst, model, meta={**payload.get("meta", {}), "exported_from": Path(src).name}, train=keep,
+                           half=half)
+
+
 def list_models() -> list[tuple[str, str, str, bool]]:
     """Bundled models as ``(name, family, description, present)``."""
     return [(name, fam, text, (ASSETS / rel).is_file()) for name, (fam, rel, text) in BUNDLED.items()]
 
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
-           "SynthLSTMConfig", "build_model", "list_models", "load_checkpoint", "load_model",
+           "SynthLSTMConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
            "save_checkpoint"]
