@@ -25,7 +25,7 @@ demo: install
 DEMO_DATA ?= $(OUT)/demo-data
 DEMO_RUNS ?= $(OUT)/demo-runs
 LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1e-3 --warmup-steps 100
-ENCODER_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 4 --segment 3 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30
+ENCODER_ARGS ?= --epochs 50 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16}'
 demo-models: install
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_DATA) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \

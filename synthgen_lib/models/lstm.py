@@ -40,7 +40,6 @@ class SynthLSTMConfig:
         hidden_size: width of the linear layers and of the LSTM (both directions together).
         num_layers: stacked bidirectional LSTM layers.
         dropout: dropout between LSTM layers.
-        mask_weight: weight of the ideal-ratio-mask term of the training loss.
     """
 
     sample_rate: int = 32_000
@@ -50,7 +49,6 @@ class SynthLSTMConfig:
     hidden_size: int = 256
     num_layers: int = 3
     dropout: float = 0.2
-    mask_weight: float = 1.0
 
 
 class SynthLSTM(nn.Module):
@@ -138,17 +136,8 @@ class SynthLSTM(nn.Module):
         return self.istft(spec * mask, n).reshape(b, ch, n)
 
     def loss(self, mix: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
-        """Training loss (see module doc): L1 between masked-mix and true synth magnitudes,
-        relative to the synth's mean magnitude, plus ``mask_weight`` x L1 to the ideal ratio
-        mask, which supervises every bin equally instead of only the loudest ones."""
+        """Training loss: L1 between masked-mix and true synth magnitudes (see module doc)."""
         b, ch, n = mix.shape
         spec = self.stft(mix.reshape(b * ch, n))
-        target_spec = self.stft(synth.reshape(b * ch, n))
-        target = target_spec.abs()
-        mask = self.mask(spec)
-        signal = (mask * spec.abs() - target).abs().mean() / target.mean().clamp_min(1e-5)
-        if not self.config.mask_weight:
-            return signal
-        rest = (spec - target_spec).abs()
-        ideal = target / (target + rest + 1e-8)
-        return signal + self.config.mask_weight * (mask - ideal).abs().mean()
+        target = self.stft(synth.reshape(b * ch, n)).abs()
+        return (self.mask(spec) * spec.abs() - target).abs().mean()
