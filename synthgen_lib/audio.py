@@ -220,3 +220,41 @@ def save_audio(
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data.T, int(sample_rate), subtype=_SUBTYPES[bits], format=fmt)
     return path
+
+
+class AudioWriter:
+    """Write a long file block by block (bounded memory), atomically.
+
+    ::
+
+        with AudioWriter("out.wav", 44100, channels=2, bits=24) as w:
+            w.write(block)  # (channels, samples), float in [-1, 1]; integer formats clamp
+
+    The file appears under its final name only when the ``with`` block finishes without error.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, bits: int = 24):
+        self.path, self.sample_rate, self.channels, self.bits = Path(path), int(sample_rate), channels, bits
+        fmt = _FORMATS.get(self.path.suffix.lower())
+        if fmt is None or bits not in _SUBTYPES or (bits == 32 and fmt == "FLAC"):
+            raise AudioError(self.path, f"cannot stream {bits}-bit '{self.path.suffix}'", "use .wav (16/24/32) or .flac (16/24)")
+        self._format, self._atomic, self._file = fmt, None, None
+
+    def __enter__(self) -> "AudioWriter":
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._file = sf.SoundFile(str(tmp), "w", self.sample_rate, self.channels, _SUBTYPES[self.bits],
+                                  format=self._format)
+        return self
+
+    def write(self, wav: torch.Tensor | np.ndarray) -> None:
+        data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+        data = np.asarray(data, dtype=np.float32).reshape(self.channels, -1)
+        if self.bits != 32:
+            full_scale = 1.0 - 2.0 ** (1 - self.bits)
+            data = np.clip(data, -full_scale, full_scale)
+        self._file.write(data.T)
+
+    def __exit__(self, *exc) -> bool:
+        self._file.close()
+        return bool(self._atomic.__exit__(*exc))

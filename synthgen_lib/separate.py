@@ -105,13 +105,15 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
 
 
 def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, output: str | Path, *,
-                   bits: int = 24, **kwargs):
+                   bits: int = 24, block: float = 300.0, context: float = 5.0, **kwargs):
     """Separate audio files (folders are walked); yields ``(input, output folder)`` per file.
 
     For each input ``X.ext`` writes ``output/X/synth.wav`` and ``output/X/residual.wav`` at the
-    input's rate and channel count.
+    input's rate and channel count. Files are processed ``block`` seconds at a time, each block
+    read with ``context`` extra seconds on both sides that are separated and then dropped, so a
+    multi-hour file needs the memory of one block, not of the whole file.
     """
-    from .audio import audio_info, is_audio_file, load_audio, save_audio
+    from .audio import AudioWriter, audio_info, is_audio_file, load_audio
     from .errors import AudioError
     from .models import load_model
 
@@ -127,10 +129,17 @@ def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, outp
         raise AudioError(None, f"no audio files found in {', '.join(map(str, inputs))}")
     net = model if isinstance(model, nn.Module) else load_model(model)
     for path in files:
-        rate = audio_info(path).sample_rate
-        mix = load_audio(path, sample_rate=None)
-        result = separate(mix, net, rate, **kwargs)
+        info = audio_info(path)
+        rate, total = info.sample_rate, info.frames
+        step, pad = int(block * rate), int(context * rate)
         folder = Path(output) / path.stem
-        save_audio(folder / "synth.wav", result.synth, rate, bits=bits, clip="none" if bits == 32 else "clamp")
-        save_audio(folder / "residual.wav", result.residual, rate, bits=bits, clip="none" if bits == 32 else "clamp")
+        with AudioWriter(folder / "synth.wav", rate, info.channels, bits) as synth_out, \
+                AudioWriter(folder / "residual.wav", rate, info.channels, bits) as residual_out:
+            for start in range(0, max(total, 1), step):
+                lo, hi = max(0, start - pad), min(total, start + step + pad)
+                mix = load_audio(path, None, None, lo / rate, (hi - lo) / rate)
+                result = separate(mix, net, rate, **kwargs)
+                keep = slice(start - lo, min(start + step, total) - lo)
+                synth_out.write(result.synth[:, keep])
+                residual_out.write(result.residual[:, keep])
         yield path, folder
