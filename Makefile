@@ -36,4 +36,4 @@ demo-models: install
 	$(PYTHON) -c "from synthgen_lib.demo import build_example; build_example()"
 
 test: install-test
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --hypothesis-show-statistics

@@ -64,6 +64,30 @@ def _check_exists(path: Path) -> None:
         raise AudioError(path, "is a folder, not an audio file")
 
 
+def _wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file whose ``data`` chunk claims more bytes than the file holds, return
+    ``(claimed, present)``; otherwise ``None``. (libsndfile silently reads such files short.)"""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                present = size - pos - 8
+                # 0 and 0xFFFFFFFF mark streamed/RF64 files whose size is not in this field
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present:
+                    return chunk_size, present
+                return None
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Read an audio file's rate, channel count and length without decoding it."""
     path = Path(path)
@@ -74,6 +98,10 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise _open_problem(path, exc) from None
     if info.frames <= 0 and path.suffix.lower() != ".mp3":
         raise AudioError(path, "holds no audio samples", "re-export it")
+    if info.format == "WAV" and (short := _wav_shortfall(path)) is not None:
+        claimed, present = short
+        raise AudioError(path, f"the file is truncated: its header promises {claimed} bytes of audio, "
+                         f"only {present} are there", "re-copy it (an unfinished upload or Drive sync?)")
     return AudioInfo(path=path, sample_rate=int(info.samplerate), channels=int(info.channels),
                      frames=int(info.frames))
 

@@ -254,6 +254,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     if not train_windows or not valid_windows:
         raise SynthGenError(f"need training and validation tracks, got {ws.counts()} — add tracks or "
                             "change valid_fraction")
+    valid_tracks = sorted({w.track for w in valid_windows})
     train_set = SegmentDataset(source, train_windows, cfg, augment=cfg.augment)
     valid_set = SegmentDataset(source, valid_windows, cfg, augment=False,
                                segment=cfg.valid_segment or cfg.window)
@@ -272,6 +273,9 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if saved and saved.get("seed") != cfg.seed:
             raise SynthGenError(f"{last_path}: was trained with seed {saved.get('seed')}, not {cfg.seed} — "
                                 "resume with the same settings or use another output folder")
+        if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
+            raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
+                                "tracks differ) — restore the dataset or start a new run in another folder")
     model_cfg = payload["config"] if payload else {**(model_config or {}), "sample_rate": cfg.sample_rate}
     model = build_model(cfg.model, model_cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -305,10 +309,12 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _trim_metrics(out / "metrics.jsonl", step)
+        for stale in [*out.glob(".last.pt.*"), *out.glob(".best.pt.*")]:  # left by a killed save
+            stale.unlink(missing_ok=True)
 
     def save(path: Path, *, with_state: bool) -> None:
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
-                       "best_valid_loss": best, "history": history}
+                       "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks}
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())

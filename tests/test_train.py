@@ -117,3 +117,60 @@ def test_two_process_ddp_on_cpu_trains_and_saves_one_checkpoint(tmp_path):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "WORLD 2 STEP 3"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["train"]["step"] == 3
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tmp_path):
+    """Kill a training process mid-epoch (SIGKILL), resume it, compare with an uninterrupted run."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    script = tmp_path / "train_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, torch
+        from synthgen_lib.data.synthetic import SyntheticSource
+        from synthgen_lib.train import TrainConfig, train
+        torch.set_num_threads(1)
+        src = SyntheticSource(num_tracks=5, seed=3, track_duration=11.0, cache=8)
+        cfg = TrainConfig(model="lstm", epochs=3, batch_size=2, segment=1.0, steps_per_epoch=6, sample_rate=16000,
+                          valid_fraction=0.2, valid_segment=2.0, warmup_steps=1, save_every=1, log_every=1)
+        train(src, sys.argv[1], cfg, {TINY_MODELS['lstm']!r}, progress=False)
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], env=env)
+    deadline = time.time() + 300
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            step = load_checkpoint(run / "last.pt")["train"]["step"]
+        except Exception:  # not written yet
+            step = 0
+        if step >= 8:  # inside the second epoch
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and 8 <= step < 18
+    interrupted = load_checkpoint(run / "last.pt")["train"]
+    done = subprocess.run([sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    subprocess.run([sys.executable, str(script), str(tmp_path / "clean")], env=env, check=True, timeout=600)
+    last, clean = load_checkpoint(run / "last.pt"), load_checkpoint(tmp_path / "clean" / "last.pt")
+    assert last["train"]["step"] == clean["train"]["step"] == 18
+    assert last["train"]["valid_tracks"] == interrupted["valid_tracks"] == clean["train"]["valid_tracks"]
+    for k in last["model"]:
+        torch.testing.assert_close(last["model"][k], clean["model"][k], rtol=0, atol=0)
+    assert load_model(run / "best.pt").config.sample_rate == 16000
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no half-written leftovers
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()
+             if "valid_loss" not in json.loads(x)]
+    assert steps == list(range(1, 19))  # every step logged once, none twice
+
+
+def test_resume_refuses_a_changed_dataset(tmp_path, source):
+    train(source, tmp_path, _cfg("lstm", epochs=1), TINY_MODELS["lstm"], progress=False, stop_after_steps=1)
+    other = SyntheticSource(num_tracks=6, seed=4, track_duration=12.0)
+    from synthgen_lib.errors import SynthGenError
+
+    with pytest.raises(SynthGenError, match="the dataset changed since this run started"):
+        train(other, tmp_path, _cfg("lstm", epochs=1), TINY_MODELS["lstm"], progress=False)
