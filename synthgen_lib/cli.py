@@ -12,6 +12,30 @@ from . import __version__
 from .errors import SynthGenError
 
 
+def _positive(kind):
+    """argparse type: a number > 0, refused in one line otherwise."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
 def _add_prepare(sub) -> None:
     from .data import SOURCES
 
@@ -55,12 +79,16 @@ def _add_train(sub) -> None:
     p.add_argument("--model", choices=("lstm", "encoder"), required=True, help="model family")
     p.add_argument("--data", required=True, help="folder-layout dataset, or 'synthetic'")
     p.add_argument("--output", required=True, help="run folder (checkpoints, metrics)")
-    for name in ("epochs", "batch_size", "steps_per_epoch", "warmup_steps", "seed", "save_every", "num_workers",
-                 "max_valid_windows"):
+    for name in ("epochs", "batch_size", "steps_per_epoch", "max_valid_windows"):
+        p.add_argument("--" + name.replace("_", "-"), type=_positive(int), default=getattr(d, name))
+    for name in ("warmup_steps", "seed", "save_every", "num_workers"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("segment", "lr", "weight_decay", "grad_clip", "gain_db", "remix_prob", "valid_fraction",
-                 "window", "hop"):
+    for name in ("segment", "lr", "window", "hop"):
+        p.add_argument("--" + name.replace("_", "-"), type=_positive(float), default=getattr(d, name))
+    for name in ("weight_decay", "grad_clip", "gain_db"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    for name in ("remix_prob", "valid_fraction"):
+        p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--model-config", default="{}", help='JSON overrides, e.g. \'{"hidden_size": 128}\'')
     p.add_argument("--restart", action="store_true", help="ignore last.pt and start over")
@@ -80,6 +108,8 @@ def _run_train(args) -> int:
         overrides = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         raise SynthGenError(f"--model-config is not valid JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise SynthGenError(f"--model-config must be a JSON object like '{{\"hidden_size\": 128}}', got {args.model_config}")
     result = train(args.data, args.output, cfg, overrides, resume=not args.restart)
     print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "
           f"{result.best_valid_loss:.4f}; best: {result.best}; last: {result.last}")
@@ -93,8 +123,8 @@ def _add_separate(sub) -> None:
     p.add_argument("inputs", nargs="+", help="audio files or folders")
     p.add_argument("--model", default="synthlstm-demo", help="bundled model name or checkpoint path")
     p.add_argument("--output", required=True, help="output folder")
-    p.add_argument("--segment", type=float, default=10.0, help="seconds per segment (default 10)")
-    p.add_argument("--overlap", type=float, default=0.25, help="segment overlap fraction (default 0.25)")
+    p.add_argument("--segment", type=_positive(float), default=10.0, help="seconds per segment (default 10)")
+    p.add_argument("--overlap", type=_fraction, default=0.25, help="segment overlap fraction (default 0.25)")
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
     p.add_argument("--wiener", action="store_true", help="SynthLSTM: Wiener-style mask refinement")
     p.set_defaults(func=_run_separate)
@@ -205,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SynthGenError as exc:
         print(f"synthgen: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permission denied, a folder gone from a Drive mount...
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"synthgen: error: {where}{exc.strerror or exc} — check free space and permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("synthgen: interrupted (finished files are kept; run again to resume)", file=sys.stderr)

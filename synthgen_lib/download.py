@@ -12,6 +12,7 @@ its dataset folder and refuses absolute paths and ``..`` escapes.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -66,7 +67,7 @@ def _http(url: str, tmp: Path, timeout: float) -> None:
                     break
                 f.write(block)
                 received += len(block)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"{url}: download failed ({reason}) — check the link and your connection") from None
     if expected is not None and received != int(expected):
@@ -104,7 +105,7 @@ def fetch(source: str, dest: str | Path, sha256: str | None = None, timeout: flo
     if dest.is_file() and (sha256 is None or sha256_of(dest).lower() == sha256.lower()):
         return dest
     with atomic_path(dest) as tmp:
-        if source.startswith(("http://", "https://")) and "drive.google.com" not in source:
+        if source.startswith(("http://", "https://")) and not re.match(r"https?://[^/]*google\.com/", source):
             _http(source, tmp, timeout)
         elif (file_id := drive_id(source)) is not None:
             _drive(file_id, tmp)

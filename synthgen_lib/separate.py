@@ -44,7 +44,7 @@ def overlap_add(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seg
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     channels, n = x.shape
-    segment = max(1, min(segment, n))
+    segment = max(1, segment)  # a short input is zero-padded to one segment, never shorter
     stride = max(1, int(segment * (1 - overlap)))
     starts = list(range(0, max(n - segment, 0) + 1, stride))
     if starts[-1] + segment < n:
@@ -98,7 +98,7 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
                         overlap, batch_size, progress)
     synth = resample(synth.cpu(), rate, sample_rate)
     n = x.shape[-1]
-    synth = torch.nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n]
+    synth = torch.nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n].to(mix.device)
     if squeeze:
         synth = synth[0]
     return Separation(synth=synth, residual=mix.float() - synth, sample_rate=sample_rate)
@@ -117,22 +117,28 @@ def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, outp
     from .errors import AudioError
     from .models import load_model
 
-    files: list[Path] = []
+    jobs: dict[Path, Path] = {}  # output folder -> input file
     for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and is_audio_file(p))
+        if item.is_dir():  # mirror the folder's layout so same-named files do not collide
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio_file(p)
+                           and not any(part.startswith(".") for part in p.relative_to(item).parts))
+            pairs = [(p, p.relative_to(item).with_suffix("")) for p in found]
         elif item.exists() or is_audio_file(item):
-            files.append(item)
+            pairs = [(item, Path(item.stem))]
         else:
             raise AudioError(item, "no such file or folder", "check the path (is Google Drive mounted?)")
-    if not files:
+        for path, rel in pairs:
+            if (Path(output) / rel) in jobs:
+                raise AudioError(path, f"would overwrite the stems of {jobs[Path(output) / rel]} "
+                                 f"(both go to {Path(output) / rel})", "rename one of them")
+            jobs[Path(output) / rel] = path
+    if not jobs:
         raise AudioError(None, f"no audio files found in {', '.join(map(str, inputs))}")
     net = model if isinstance(model, nn.Module) else load_model(model)
-    for path in files:
+    for folder, path in jobs.items():
         info = audio_info(path)
         rate, total = info.sample_rate, info.frames
         step, pad = int(block * rate), int(context * rate)
-        folder = Path(output) / path.stem
         with AudioWriter(folder / "synth.wav", rate, info.channels, bits) as synth_out, \
                 AudioWriter(folder / "residual.wav", rate, info.channels, bits) as residual_out:
             for start in range(0, max(total, 1), step):

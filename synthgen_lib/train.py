@@ -161,10 +161,16 @@ class SegmentDataset(torch.utils.data.Dataset):
         audio = self.source.load(w.track, cfg.sample_rate, cfg.channels, w.start + offset, self.segment)
         return audio.mix, audio.synth
 
+    def _room(self, w: Window) -> float:
+        """How far a crop may start into ``w`` and still end inside the track's real audio
+        (a padded window of a short track would otherwise give crops of silence)."""
+        audible = min(w.length, self.source.info(w.track).duration - w.start)
+        return max(0.0, audible - self.segment)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.windows[i]
         g = _seeded(self.cfg.seed, self.epoch, i)
-        room = max(0.0, w.length - self.segment)
+        room = self._room(w)
         offset = float(torch.rand((), generator=g)) * room if self.augment else room / 2
         mix, synth = self._read(w, offset)
         if not self.augment:
@@ -174,8 +180,7 @@ class SegmentDataset(torch.utils.data.Dataset):
             j = int(torch.randint(len(self.windows) - 1, (), generator=g))
             other = self.windows[j + (j >= i)]
             if other.track != w.track:
-                room_j = max(0.0, other.length - self.segment)
-                m2, s2 = self._read(other, float(torch.rand((), generator=g)) * room_j)
+                m2, s2 = self._read(other, float(torch.rand((), generator=g)) * self._room(other))
                 accomp = m2 - s2
         gains = 10 ** ((torch.rand(2, generator=g) * 2 - 1) * self.cfg.gain_db / 20)
         synth, accomp = synth * gains[0], accomp * gains[1]
@@ -200,6 +205,8 @@ def _dist() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":  # each process on its own GPU before NCCL starts
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         torch.distributed.init_process_group(backend)
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
@@ -273,6 +280,11 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if saved and saved.get("seed") != cfg.seed:
             raise SynthGenError(f"{last_path}: was trained with seed {saved.get('seed')}, not {cfg.seed} — "
                                 "resume with the same settings or use another output folder")
+        geometry = (payload["train"].get("steps_per_epoch", steps_per_epoch), payload["train"].get("world", world))
+        if geometry != (steps_per_epoch, world):
+            raise SynthGenError(f"{last_path}: was started with {geometry[0]} steps per epoch on {geometry[1]} "
+                                f"process(es), now {steps_per_epoch} on {world} — resume with the same batch size, "
+                                "steps per epoch and process count, or use another output folder")
         if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
             raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
                                 "tracks differ) — restore the dataset or start a new run in another folder")
@@ -283,7 +295,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    step, epoch, best = 0, 0, float("inf")
+    step, epoch, best, running = 0, 0, float("inf"), 0.0
     history: list[dict] = []
     if payload:
         model.load_state_dict(payload["model"])
@@ -292,6 +304,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         sched.load_state_dict(st["scheduler"])
         scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
         step, epoch, best, history = st["step"], st["epoch"], st["best_valid_loss"], st["history"]
+        running = st.get("running", 0.0) if step > epoch * steps_per_epoch else 0.0
         torch.set_rng_state(st["rng"]["torch"])
         if "cuda" in st["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
@@ -303,18 +316,22 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     loss_fn: nn.Module = _LossOf(model)
     if world > 1:
         loss_fn = nn.parallel.DistributedDataParallel(loss_fn)
+    # An explicit generator keeps each DataLoader iterator from drawing its base seed from the
+    # global RNG, which would shift dropout masks after a resume.
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                       pin_memory=dev.type == "cuda", persistent_workers=False)
+                       pin_memory=dev.type == "cuda", persistent_workers=False,
+                       generator=torch.Generator().manual_seed(cfg.seed))
     valid_loader = torch.utils.data.DataLoader(valid_set, shuffle=False, **loader_args)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _trim_metrics(out / "metrics.jsonl", step)
+        _trim_metrics(out / "metrics.jsonl", step, epoch)
         for stale in [*out.glob(".last.pt.*"), *out.glob(".best.pt.*")]:  # left by a killed save
             stale.unlink(missing_ok=True)
 
     def save(path: Path, *, with_state: bool) -> None:
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
-                       "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks}
+                       "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
+                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running}
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())
@@ -332,7 +349,6 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             k: v for k, v in loader_args.items() if k != "batch_size"})
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=done, total=steps_per_epoch,
                    disable=not progress or rank != 0, leave=False)
-        running = 0.0
         for mix, synth in bar:
             mix, synth = mix.to(dev, non_blocking=True), synth.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
@@ -359,13 +375,14 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
                 return TrainResult(out, step, epoch, best, history)
         epoch += 1
         if rank == 0:
-            metrics = {"epoch": epoch, "step": step, "train_loss": running / max(1, steps_per_epoch - done),
+            metrics = {"epoch": epoch, "step": step, "train_loss": running / steps_per_epoch,
                        **validate(model, valid_loader, dev), "lr": sched.get_last_lr()[0], "time": time.time()}
             history.append(metrics)
             _log(out, metrics)
             if metrics["valid_loss"] < best:
                 best = metrics["valid_loss"]
                 save(out / "best.pt", with_state=False)
+            running = 0.0
             save(last_path, with_state=True)
             if progress:
                 tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}  "
@@ -392,11 +409,18 @@ def _log(out: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines written after the checkpoint's step (they will be redone)."""
+def _trim_metrics(path: Path, step: int, epoch: int) -> None:
+    """On resume, drop metric lines written after the checkpoint (they will be written again):
+    steps past its step, epoch summaries past its epoch, and a line torn by the interruption."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step and ("valid_loss" not in record or record.get("epoch", 0) <= epoch):
+            keep.append(line)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")

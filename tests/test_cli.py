@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from synthgen_lib.cli import main
 
 
@@ -47,13 +49,14 @@ def test_separate_writes_synth_and_residual_per_input(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["separate", str(tmp_path / "in"), str(tmp_path / "single.wav"), "--model", str(ckpt),
                  "--output", str(out)]) == 0
-    for name, rate, channels, frames in (("song", 44100, 2, 57330), ("other", 22050, 1, 15435),
+    (tmp_path / "in" / "._song.wav").write_bytes(b"macOS resource fork, not audio")  # skipped
+    for name, rate, channels, frames in (("song", 44100, 2, 57330), ("sub/other", 22050, 1, 15435),
                                          ("single", 16000, 1, 8000)):
         for stem in ("synth", "residual"):
             info = sf.info(str(out / name / f"{stem}.wav"))
             assert (info.samplerate, info.channels, info.frames) == (rate, channels, frames)
-        mix = sf.read(str(tmp_path / ("in" if name == "song" else "in/sub" if name == "other" else "") /
-                          f"{name}.{'flac' if name == 'other' else 'wav'}"), always_2d=True)[0]
+        source = {"song": "in/song.wav", "sub/other": "in/sub/other.flac", "single": "single.wav"}[name]
+        mix = sf.read(str(tmp_path / source), always_2d=True)[0]
         total = sf.read(str(out / name / "synth.wav"), always_2d=True)[0] + \
             sf.read(str(out / name / "residual.wav"), always_2d=True)[0]
         assert np.abs(total - mix).max() < 2e-4  # synth + residual == mix (24-bit files)
@@ -96,3 +99,40 @@ def test_demo_writes_stems_and_a_page_with_players(tmp_path, capsys):
     for src in ("mix.wav", "reference.wav", "tiny/synth.wav", "tiny/residual.wav"):
         assert f"src='{src}'" in text and (tmp_path / "demo" / src).is_file()
     assert "tiny: SI-SDR" in text and "the mix itself scores" in text
+
+
+def test_separate_refuses_two_inputs_that_would_share_an_output(tmp_path, capsys):
+    from .conftest import tone, write
+
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    write(tmp_path / "a" / "song.wav", tone(0.5, 16000), 16000)
+    write(tmp_path / "b" / "song.flac", tone(0.5, 16000), 16000)
+    assert main(["separate", str(tmp_path / "a" / "song.wav"), str(tmp_path / "b" / "song.flac"),
+                 "--model", str(ckpt), "--output", str(tmp_path / "out")]) == 2
+    assert "would overwrite the stems of" in capsys.readouterr().err
+
+
+def test_very_short_input_separates(tmp_path):
+    import soundfile as sf
+
+    from .conftest import tone, write
+
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    write(tmp_path / "blip.wav", tone(0.01, 16000), 16000)  # 160 samples, shorter than one STFT frame
+    assert main(["separate", str(tmp_path / "blip.wav"), "--model", str(ckpt), "--output", str(tmp_path / "o")]) == 0
+    assert sf.info(str(tmp_path / "o" / "blip" / "synth.wav")).frames == 160
+
+
+@pytest.mark.parametrize("args, message", [
+    (["separate", "x.wav", "--output", "o", "--overlap", "1"], "must be at least 0 and below 1"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--batch-size", "0"], "must be greater than 0"),
+    (["train", "--model", "lstm", "--data", "synthetic", "--output", "o", "--model-config", "[1]"],
+     "--model-config must be a JSON object"),
+])
+def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse refuses before running: usage + one error line, status 2
+        code = exc.code
+    assert code == 2 and message in capsys.readouterr().err

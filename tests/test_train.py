@@ -58,15 +58,17 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(tmp_path, so
 
 def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path, source):
     cfg = _cfg("lstm", epochs=2)
-    full = train(source, tmp_path / "full", cfg, TINY_MODELS["lstm"], progress=False)
-    part = train(source, tmp_path / "cut", cfg, TINY_MODELS["lstm"], progress=False, stop_after_steps=7)
+    with_dropout = {**TINY_MODELS["lstm"], "num_layers": 2, "dropout": 0.3}  # dropout draws from the RNG
+    full = train(source, tmp_path / "full", cfg, with_dropout, progress=False)
+    part = train(source, tmp_path / "cut", cfg, with_dropout, progress=False, stop_after_steps=7)
     assert part.step == 7 and part.epoch == 1  # stopped in the middle of the second epoch
-    resumed = train(source, tmp_path / "cut", cfg, TINY_MODELS["lstm"], progress=False)
+    resumed = train(source, tmp_path / "cut", cfg, with_dropout, progress=False)
     assert resumed.step == full.step == 10
     a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
-    assert [h["valid_loss"] for h in a["train"]["history"]] == [h["valid_loss"] for h in b["train"]["history"]]
+    assert a["train"]["history"] == [{**h, "time": a["train"]["history"][i]["time"]}
+                                     for i, h in enumerate(b["train"]["history"])]  # train loss included
     metrics = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines())
 
@@ -174,3 +176,20 @@ def test_resume_refuses_a_changed_dataset(tmp_path, source):
 
     with pytest.raises(SynthGenError, match="the dataset changed since this run started"):
         train(other, tmp_path, _cfg("lstm", epochs=1), TINY_MODELS["lstm"], progress=False)
+
+
+def test_resume_refuses_a_changed_batch_geometry(tmp_path, source):
+    train(source, tmp_path, _cfg("lstm"), TINY_MODELS["lstm"], progress=False, stop_after_steps=2)
+    from synthgen_lib.errors import SynthGenError
+
+    with pytest.raises(SynthGenError, match="was started with 5 steps per epoch on 1 process"):
+        train(source, tmp_path, _cfg("lstm", steps_per_epoch=7), TINY_MODELS["lstm"], progress=False)
+
+
+def test_torn_metrics_line_does_not_block_resume(tmp_path, source):
+    train(source, tmp_path, _cfg("lstm"), TINY_MODELS["lstm"], progress=False, stop_after_steps=6)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "train_lo')  # the process died mid-write
+    result = train(source, tmp_path, _cfg("lstm"), TINY_MODELS["lstm"], progress=False)
+    assert result.step == 10
+    assert all(json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines())

@@ -47,8 +47,15 @@ def build_model(family: str, config: dict | Any | None = None) -> nn.Module:
     cls, config_cls = FAMILIES[family]
     if isinstance(config, dict):
         known = {f.name for f in dataclasses.fields(config_cls)}
-        config = config_cls(**{k: v for k, v in config.items() if k in known})
-    return cls(config)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise CheckpointError(f"unknown {family} setting(s) {', '.join(unknown)}: the settings are "
+                                  f"{', '.join(sorted(known))}")
+        config = config_cls(**config)
+    try:
+        return cls(config)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"invalid {family} settings ({exc})") from None
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None,

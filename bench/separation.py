@@ -1,0 +1,84 @@
+"""Separation speed, memory and scaling of the bundled models.
+
+    python -m bench.separation            # 3-minute stereo 44.1 kHz mix through each model,
+                                          # then 30 s / 3 min / 10 min through SynthLSTM
+    python -m bench.separation --quick    # 10 s, for CI
+
+Each measurement runs in its own process: `synthgen separate` on a WAV file (streamed in
+blocks), wall-clock seconds, x realtime (audio seconds per wall second) and peak resident
+memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import in_subprocess, machine, peak_rss_mb, table
+
+MODELS = ("synthlstm-demo", "synthencoder-demo")
+
+
+def _make_mix(path: Path, seconds: float) -> None:
+    import numpy as np
+
+    from synthgen_lib.audio import save_audio
+    from synthgen_lib.data.synthetic import render_track
+
+    track = render_track(7, 0, min(seconds, 60.0), 44100, 2)
+    reps = int(np.ceil(seconds / 60.0))
+    mix = np.concatenate([track.mix] * reps, axis=1)[:, : int(seconds * 44100)]
+    save_audio(path, mix, 44100)
+
+
+def measure(model: str, seconds: float) -> dict:
+    """Child process: separate a synthetic mix of ``seconds`` with ``model``."""
+    import torch
+
+    from synthgen_lib.separate import separate_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mix = Path(tmp) / "mix.wav"
+        _make_mix(mix, seconds)
+        baseline = peak_rss_mb()
+        from synthgen_lib.models import load_model
+
+        net = load_model(model)
+        t0 = time.perf_counter()
+        list(separate_files([mix], net, Path(tmp) / "out"))
+        wall = time.perf_counter() - t0
+    return {"model": model, "seconds": seconds, "wall": wall, "realtime": seconds / wall,
+            "peak_mb": peak_rss_mb(), "baseline_mb": baseline, "threads": torch.get_num_threads()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="10 s, one model (CI smoke)")
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "SECONDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(args.child[0], float(args.child[1]))))
+        return 0
+    print(f"machine: {machine()}")
+    speed = [(m, 10.0 if args.quick else 180.0) for m in (MODELS[:1] if args.quick else MODELS)]
+    rows = []
+    for model, seconds in speed:
+        r = in_subprocess("bench.separation", "--child", model, str(seconds))
+        rows.append([model, f"{seconds:g}", r["wall"], r["realtime"], r["peak_mb"]])
+    print("\nSeparation speed (stereo 44.1 kHz mix, synthgen separate)")
+    print(table(["model", "audio s", "wall s", "x realtime", "peak RAM MB"], rows))
+    if not args.quick:
+        rows = []
+        for seconds in (30.0, 180.0, 600.0):
+            r = in_subprocess("bench.separation", "--child", MODELS[0], str(seconds))
+            rows.append([MODELS[0], f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
+        print("\nScaling with track length (time should grow linearly, memory stay flat)")
+        print(table(["model", "audio s", "wall s", "wall s per audio min", "peak RAM MB"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

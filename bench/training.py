@@ -1,0 +1,67 @@
+"""Training throughput per model family: training examples (segments) per second.
+
+    python -m bench.training            # the bundled demo recipes, 20 steps each
+    python -m bench.training --quick    # 3 steps each, for CI
+
+Uses the same SegmentDataset, model loss and optimizer step as `synthgen train`, on a small
+synthetic set held in memory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench.common import machine, table
+
+RECIPES = {  # the settings of `make demo-models`
+    "lstm": ({}, 8, 4.0),
+    "encoder": ({"channels": 16}, 4, 2.0),
+}
+
+
+def throughput(family: str, steps: int) -> dict:
+    import torch
+
+    from synthgen_lib.data import make_windows
+    from synthgen_lib.data.synthetic import SyntheticSource
+    from synthgen_lib.models import build_model
+    from synthgen_lib.train import SegmentDataset, TrainConfig
+
+    overrides, batch, segment = RECIPES[family]
+    source = SyntheticSource(num_tracks=4, seed=1, track_duration=11.0, cache=4)
+    cfg = TrainConfig(model=family, batch_size=batch, segment=segment)
+    windows = make_windows(source.tracks(), 10.0, 5.0, 0.0).windows
+    data = SegmentDataset(source, windows, cfg, augment=True)
+    model = build_model(family, overrides)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batches = [torch.utils.data.default_collate([data[(s * batch + i) % len(data)] for i in range(batch)])
+               for s in range(steps + 1)]
+    for i, (mix, synth) in enumerate(batches):
+        if i == 1:
+            t0 = time.perf_counter()  # the first step warms up allocators
+        loss = model.loss(mix, synth)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    wall = time.perf_counter() - t0
+    return {"family": family, "batch": batch, "segment": segment, "step_s": wall / steps,
+            "examples_per_s": steps * batch / wall, "audio_x": steps * batch * segment / wall}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    print(f"machine: {machine()}")
+    rows = []
+    for family in RECIPES:
+        r = throughput(family, 3 if args.quick else 20)
+        rows.append([family, r["batch"], f"{r['segment']:g}", r["step_s"], r["examples_per_s"], r["audio_x"]])
+    print("\nTraining throughput (forward + backward + AdamW step, stereo segments at 32 kHz)")
+    print(table(["family", "batch", "segment s", "s per step", "examples per s", "audio s per wall s"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""CI smoke: each benchmark runs in --quick mode and prints positive, parseable figures."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(output: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in output.splitlines()
+            if line.startswith("| ") and not line.startswith("| model") and not line.startswith("| family")]
+
+
+@pytest.mark.parametrize("module, numeric_columns", [("bench.separation", [2, 3, 4]), ("bench.training", [3, 4, 5])])
+def test_benchmark_quick_mode_prints_positive_figures(module, numeric_columns):
+    out = subprocess.run([sys.executable, "-m", module, "--quick"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("machine: ")
+    rows = _rows(out.stdout)
+    assert rows
+    for row in rows:
+        for i in numeric_columns:
+            assert re.fullmatch(r"\d+(\.\d+)?", row[i]) and float(row[i]) > 0, row
