@@ -234,7 +234,8 @@ def _rng_state() -> dict:
 
 def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainConfig | None = None,
           model_config: dict | None = None, *, resume: bool = True, progress: bool = True,
-          stop_after_steps: int | None = None, device: str | torch.device | None = None) -> TrainResult:
+          stop_after_steps: int | None = None, device: str | torch.device | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a separation model; resume from ``output_dir/last.pt`` when it exists.
 
     Args:
@@ -247,6 +248,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         stop_after_steps: stop (after saving ``last.pt``) once this global step is reached —
             a deliberate interruption, used by tests and to split long runs.
         device: ``cuda``/``cpu``; default CUDA when available.
+        on_epoch: called with each epoch's metrics (e.g. a notebook's live loss plot).
     """
     cfg = config or TrainConfig()
     out = Path(output_dir)
@@ -384,6 +386,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
                 save(out / "best.pt", with_state=False)
             running = 0.0
             save(last_path, with_state=True)
+            if on_epoch is not None:
+                on_epoch(metrics)
             if progress:
                 tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}  "
                            f"SI-SDR {metrics['valid_si_sdr']:.2f} dB")

@@ -40,18 +40,22 @@ class CheckpointError(SynthGenError):
     """A checkpoint that is missing, corrupt, unsafe, or of another model family."""
 
 
-def build_model(family: str, config: dict | Any | None = None) -> nn.Module:
-    """A new model of ``family`` (``lstm`` or ``encoder``) from a config object or dict."""
+def build_model(family: str, config: dict | Any | None = None, strict: bool = True) -> nn.Module:
+    """A new model of ``family`` (``lstm`` or ``encoder``) from a config object or dict.
+
+    ``strict=False`` ignores settings the config does not know (a checkpoint written by a
+    version that had a setting since removed still loads); user-given settings are strict.
+    """
     if family not in FAMILIES:
         raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(FAMILIES)}")
     cls, config_cls = FAMILIES[family]
     if isinstance(config, dict):
         known = {f.name for f in dataclasses.fields(config_cls)}
         unknown = sorted(set(config) - known)
-        if unknown:
+        if unknown and strict:
             raise CheckpointError(f"unknown {family} setting(s) {', '.join(unknown)}: the settings are "
                                   f"{', '.join(sorted(known))}")
-        config = config_cls(**config)
+        config = config_cls(**{k: v for k, v in config.items() if k in known})
     try:
         return cls(config)
     except (ValueError, TypeError) as exc:
@@ -125,7 +129,7 @@ def load_model(name_or_path: str | Path, family: str | None = None,
     if family is not None and got != family:
         raise CheckpointError(f"{resolve(name_or_path)}: this is a '{got}' checkpoint, not '{family}' — "
                               "pick the matching --model")
-    model = build_model(got, payload.get("config") or {})
+    model = build_model(got, payload.get("config") or {}, strict=False)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     try:
         model.load_state_dict(state)

@@ -65,3 +65,15 @@ def test_a_malicious_pickle_never_runs(tmp_path):
 def test_bundled_models_are_listed_by_name():
     names = [row[0] for row in list_models()]
     assert names == ["synthlstm-demo", "synthencoder-demo"]
+
+
+def test_settings_are_strict_for_users_but_old_checkpoints_still_load(tmp_path):
+    from synthgen_lib.models import build_model
+
+    with pytest.raises(CheckpointError, match="unknown lstm setting"):
+        build_model("lstm", {"hiden_size": 3})
+    path = save_checkpoint(tmp_path / "m.pt", _tiny())
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["a_setting_since_removed"] = 1.0
+    torch.save(payload, path)
+    assert isinstance(load_model(path), SynthLSTM)

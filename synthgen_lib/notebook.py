@@ -1,0 +1,170 @@
+"""Notebook helpers: the environment steps the Colab notebooks share, and the Generate panel.
+
+Everything here also works in plain Jupyter and headless (the tests execute the notebooks):
+Drive is mounted only on Colab, and widgets fall back to plain output when no front end is
+attached.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from .audio import SAMPLE_RATE, load_audio, save_audio
+from .display import comparison_html, loss_curve_png
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def project_folder(name: str = "SynthGen", use_drive: bool = True, local_root: str | Path = ".") -> Path:
+    """The folder for datasets, runs and outputs: on Colab, ``MyDrive/name`` (mounting Drive
+    first, so work survives a disconnect); elsewhere ``local_root/name``."""
+    if in_colab() and use_drive:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount("/content/drive")
+        root = Path("/content/drive/MyDrive")
+    else:
+        root = Path(local_root)
+    folder = (root / name).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def environment_report() -> str:
+    """Python, torch, device (GPU name and memory), CPU cores and free memory, in a few lines."""
+    from . import __version__
+
+    lines = [f"SynthGen {__version__}, Python {platform.python_version()}, torch {torch.__version__}"]
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        free, total = torch.cuda.mem_get_info()
+        lines.append(f"GPU: {props.name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free, "
+                     f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp16 mixed precision)'}")
+    else:
+        lines.append("GPU: none — training and separation run on the CPU (slower; fine for the quick settings)")
+    try:
+        pages, page = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        free_ram = f", {pages * page / 2**30:.1f} GiB RAM free"
+    except (ValueError, OSError, AttributeError):
+        free_ram = ""
+    lines.append(f"CPU: {os.cpu_count()} cores{free_ram}")
+    return "\n".join(lines)
+
+
+def show(html: str) -> None:
+    """Display HTML in a notebook (print a note when there is no notebook)."""
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(html))
+    except ImportError:
+        print(f"[{len(html)} characters of HTML]")
+
+
+class LossPlot:
+    """A loss plot that redraws in place after every epoch: ``train(..., on_epoch=plot.update)``."""
+
+    def __init__(self, metrics_path: str | Path):
+        self.metrics_path = Path(metrics_path)
+        self._handle = None
+
+    def update(self, _metrics: dict | None = None) -> None:
+        from IPython.display import Image, display
+
+        image = Image(loss_curve_png(self.metrics_path))
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+
+class GeneratePanel:
+    """The Generate notebook's panel: pick an input and a model, press Generate, listen.
+
+    Args:
+        project: the project folder; stems are saved under ``project/generated``, and
+            checkpoints found under ``project/runs`` are offered next to the bundled models.
+        inputs: ``{label: path}`` of audio files to offer (e.g. dataset examples).
+        references: ``{label: path}`` of reference synth stems for those inputs (for SI-SDR).
+    """
+
+    def __init__(self, project: str | Path, inputs: dict[str, str | Path],
+                 references: dict[str, str | Path] | None = None):
+        import ipywidgets as w
+
+        from .models import list_models
+
+        self.project = Path(project)
+        self.references = {k: Path(v) for k, v in (references or {}).items()}
+        models = [name for name, _, _, present in list_models() if present]
+        models += sorted(str(p) for p in (self.project / "runs").glob("*/best.pt"))
+        self.source = w.Dropdown(options=list(inputs.items()), description="input")
+        self.path = w.Text(placeholder="or a path to an audio file", description="path")
+        self.upload = w.FileUpload(accept="audio/*", multiple=False, description="upload")
+        self.model = w.Dropdown(options=models, description="model")
+        self.wiener = w.Checkbox(value=False, description="Wiener refinement (SynthLSTM)")
+        self.button = w.Button(description="Generate", button_style="primary")
+        self.output = w.Output()
+        self.button.on_click(lambda _: self.generate())
+        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.button,
+                              self.output])
+
+    def _input(self) -> tuple[str, Path]:
+        if self.upload.value:
+            item = self.upload.value[0]
+            path = self.project / "uploads" / item["name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes(item["content"]))
+            return path.stem, path
+        if self.path.value.strip():
+            path = Path(self.path.value.strip())
+            return path.stem, path
+        label, path = self.source.label, Path(self.source.value)
+        return label, path
+
+    def generate(self, in_panel: bool = True) -> Path:
+        """Separate the chosen input with the chosen model, show players, save the stems.
+
+        ``in_panel=False`` shows the result in the calling cell instead of the panel's output
+        area (headless runs record cell outputs, not widget state).
+        """
+        import contextlib
+
+        from .errors import SynthGenError
+        from .evaluate import si_sdr
+        from .separate import separate
+
+        self.output.clear_output()
+        with self.output if in_panel else contextlib.nullcontext():
+            try:
+                label, path = self._input()
+                mix = load_audio(path, SAMPLE_RATE)
+                kwargs = {"wiener": True} if self.wiener.value and "lstm" in str(self.model.value) else {}
+                result = separate(mix, self.model.value, SAMPLE_RATE, **kwargs)
+                stems = {"mix": mix, "synth": result.synth, "residual": result.residual}
+                scores = {}
+                if label in self.references:
+                    reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
+                    stems["reference"] = reference
+                    scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
+                folder = self.project / "generated" / f"{label}-{Path(str(self.model.value)).stem}"
+                for name in ("synth", "residual"):
+                    save_audio(folder / f"{name}.wav", stems[name], SAMPLE_RATE, bits=32, clip="none")
+                show(comparison_html(stems, SAMPLE_RATE, title=f"{label} — {Path(str(self.model.value)).stem}",
+                                     scores=scores))
+                print(f"saved {folder}/synth.wav and residual.wav")
+                if in_colab():
+                    from google.colab import files  # type: ignore[import-not-found]
+
+                    files.download(str(folder / "synth.wav"))
+                return folder
+            except SynthGenError as exc:
+                print(f"error: {exc}")
+                raise
