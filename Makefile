@@ -15,6 +15,8 @@ install:
 	$(PIP) install -q --no-deps -e .
 
 install-test: install
+	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	$(PIP) install -q -r requirements-test.txt
 
 demo: install

@@ -129,42 +129,53 @@ class GeneratePanel:
         label, path = self.source.label, Path(self.source.value)
         return label, path
 
-    def generate(self, in_panel: bool = True) -> Path:
+    def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
+        # Set the panel's outputs from the kernel (rather than capturing with `with output:`):
+        # captured outputs live only in the browser and a later widget sync can wipe them.
+        if not in_panel:
+            show(html) if html is not None else print(text)
+        elif html is not None:
+            from IPython.display import HTML
+
+            self.output.append_display_data(HTML(html))
+        else:
+            self.output.append_stdout(text + "\n")
+
+    def generate(self, in_panel: bool = True) -> Path | None:
         """Separate the chosen input with the chosen model, show players, save the stems.
 
         ``in_panel=False`` shows the result in the calling cell instead of the panel's output
-        area (headless runs record cell outputs, not widget state).
+        area (headless runs record cell outputs, not widget state). Returns the folder the
+        stems were saved in, or ``None`` after showing an error line.
         """
-        import contextlib
-
         from .errors import SynthGenError
         from .evaluate import si_sdr
         from .separate import separate
 
-        self.output.clear_output()
-        with self.output if in_panel else contextlib.nullcontext():
-            try:
-                label, path = self._input()
-                mix = load_audio(path, SAMPLE_RATE)
-                kwargs = {"wiener": True} if self.wiener.value and "lstm" in str(self.model.value) else {}
-                result = separate(mix, self.model.value, SAMPLE_RATE, **kwargs)
-                stems = {"mix": mix, "synth": result.synth, "residual": result.residual}
-                scores = {}
-                if label in self.references:
-                    reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
-                    stems["reference"] = reference
-                    scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
-                folder = self.project / "generated" / f"{label}-{Path(str(self.model.value)).stem}"
-                for name in ("synth", "residual"):
-                    save_audio(folder / f"{name}.wav", stems[name], SAMPLE_RATE, bits=32, clip="none")
-                show(comparison_html(stems, SAMPLE_RATE, title=f"{label} — {Path(str(self.model.value)).stem}",
-                                     scores=scores))
-                print(f"saved {folder}/synth.wav and residual.wav")
-                if in_colab():
-                    from google.colab import files  # type: ignore[import-not-found]
+        self.output.outputs = ()
+        try:
+            label, path = self._input()
+            model = str(self.model.value)
+            mix = load_audio(path, SAMPLE_RATE)
+            kwargs = {"wiener": True} if self.wiener.value and "lstm" in model else {}
+            result = separate(mix, model, SAMPLE_RATE, **kwargs)
+        except SynthGenError as exc:
+            self._emit(in_panel, text=f"error: {exc}")
+            return None
+        stems = {"mix": mix, "synth": result.synth, "residual": result.residual}
+        scores = {}
+        if label in self.references:
+            reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
+            stems["reference"] = reference
+            scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
+        folder = self.project / "generated" / f"{label}-{Path(model).stem}"
+        for name in ("synth", "residual"):
+            save_audio(folder / f"{name}.wav", stems[name], SAMPLE_RATE, bits=32, clip="none")
+        self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=f"{label} — {Path(model).stem}",
+                                                  scores=scores))
+        self._emit(in_panel, text=f"saved {folder}/synth.wav and residual.wav")
+        if in_colab():
+            from google.colab import files  # type: ignore[import-not-found]
 
-                    files.download(str(folder / "synth.wav"))
-                return folder
-            except SynthGenError as exc:
-                print(f"error: {exc}")
-                raise
+            files.download(str(folder / "synth.wav"))
+        return folder

@@ -1,0 +1,135 @@
+"""The Generate notebook in a real browser: JupyterLab + headless Chromium driven by Playwright.
+
+Starts JupyterLab on 127.0.0.1 (random port and token, throwaway JUPYTER_* folders), opens
+04_generate.ipynb in Debian's Chromium (never a downloaded browser), runs all cells, clicks
+Generate, and checks that the widget output gets <audio> elements of the example's duration
+that the browser has loaded. Every request that does not go to the local server is blocked.
+The server is stopped by its PID whatever happens. A screenshot is saved (and copied to
+$SYNTHGEN_SCREENSHOT when set, which is how the README's picture is made).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 # every host but the local server resolves to nothing: no request leaves the machine
+                 # (Playwright's page.route would also do it, but it stops JupyterLab starting a kernel)
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:  # 500 while the kernel starts: keep polling
+        return exc.code, b""
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, b""
+
+
+@pytest.fixture
+def lab(tmp_path):
+    port, token = _free_port(), secrets.token_hex(16)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "04_generate.ipynb", work)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "IPYTHONDIR": str(tmp_path / "ipy"),
+           "OMP_NUM_THREADS": "1"}
+    # the kernel needs ipywidgets' lab extension, which lives in the real data dirs of the install
+    env["JUPYTER_PATH"] = os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter")])
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            env=env, stdout=open(tmp_path / "lab.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while _get(f"{base}/api/status?token={token}")[0] != 200:
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "lab.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield base, token, work
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_kernel_idle(base: str, token: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        code, body = _get(f"{base}/api/kernels?token={token}")
+        if code == 200:
+            kernels = json.loads(body)
+            if kernels and all(k["execution_state"] == "idle" and k.get("connections", 1) > 0 for k in kernels):
+                return
+        time.sleep(0.5)
+    raise AssertionError("the notebook's kernel never became idle")
+
+
+def test_generate_panel_plays_stems_in_a_real_browser(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, token, work = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            outside: list[str] = []
+            page.on("requestfinished", lambda r: outside.append(r.url)
+                    if not r.url.startswith((base, "ws://127.0.0.1", "data:", "blob:")) else None)
+            page.goto(f"{base}/lab/tree/04_generate.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            _wait_kernel_idle(base, token)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            button = page.locator("button.widget-button", has_text="Generate")
+            button.wait_for(timeout=180_000)
+            _wait_kernel_idle(base, token)
+            button.click()
+            page.wait_for_function("document.querySelectorAll('.widget-output audio').length >= 4", timeout=300_000)
+            page.wait_for_function("[...document.querySelectorAll('.widget-output audio')]"
+                                   ".every(a => a.readyState >= 1)", timeout=60_000)
+            time.sleep(3)  # the results must stay, not flash and vanish on the next widget sync
+            audio = page.eval_on_selector_all(".widget-output audio",
+                                              "els => els.map(a => [a.duration, a.readyState])")
+            assert len(audio) == 4  # mix, synth, residual, reference
+            assert all(abs(duration - 20.0) < 0.05 and ready >= 1 for duration, ready in audio), audio
+            assert "SI-SDR" in page.inner_text(".widget-output")
+            page.locator(".widget-output audio").first.scroll_into_view_if_needed()
+            shot = tmp_path / "generate_panel.png"
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("SYNTHGEN_SCREENSHOT"):
+                shutil.copy(shot, os.environ["SYNTHGEN_SCREENSHOT"])
+            assert outside == [], f"requests left the machine: {outside[:5]}"
+        finally:
+            browser.close()
+    assert (work / "SynthGen" / "generated").is_dir()
