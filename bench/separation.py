@@ -34,49 +34,58 @@ def _make_mix(path: Path, seconds: float) -> None:
     save_audio(path, mix, 44100)
 
 
-def measure(model: str, seconds: float) -> dict:
-    """Child process: separate a synthetic mix of ``seconds`` with ``model``."""
+def measure(model: str, mix: Path, seconds: float) -> dict:
+    """Child process: separate the mix file with ``model`` (the file is made by another process,
+    so this process's peak memory is the separation's own)."""
     import torch
 
+    from synthgen_lib.models import load_model
     from synthgen_lib.separate import separate_files
 
     with tempfile.TemporaryDirectory() as tmp:
-        mix = Path(tmp) / "mix.wav"
-        _make_mix(mix, seconds)
-        baseline = peak_rss_mb()
-        from synthgen_lib.models import load_model
-
         net = load_model(model)
         t0 = time.perf_counter()
         list(separate_files([mix], net, Path(tmp) / "out"))
         wall = time.perf_counter() - t0
     return {"model": model, "seconds": seconds, "wall": wall, "realtime": seconds / wall,
-            "peak_mb": peak_rss_mb(), "baseline_mb": baseline, "threads": torch.get_num_threads()}
+            "peak_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="10 s, one model (CI smoke)")
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("MODEL", "MIX", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--make", nargs=2, metavar=("MIX", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.make:
+        _make_mix(Path(args.make[0]), float(args.make[1]))
+        print("{}")
+        return 0
     if args.child:
-        print(json.dumps(measure(args.child[0], float(args.child[1]))))
+        print(json.dumps(measure(args.child[0], Path(args.child[1]), float(args.child[2]))))
         return 0
     print(f"machine: {machine()}")
-    speed = [(m, 10.0 if args.quick else 180.0) for m in (MODELS[:1] if args.quick else MODELS)]
-    rows = []
-    for model, seconds in speed:
-        r = in_subprocess("bench.separation", "--child", model, str(seconds))
-        rows.append([model, f"{seconds:g}", r["wall"], r["realtime"], r["peak_mb"]])
-    print("\nSeparation speed (stereo 44.1 kHz mix, synthgen separate)")
-    print(table(["model", "audio s", "wall s", "x realtime", "peak RAM MB"], rows))
-    if not args.quick:
+    with tempfile.TemporaryDirectory() as tmp:
+        def mix_of(seconds: float) -> str:
+            path = Path(tmp) / f"mix{seconds:g}.wav"
+            if not path.exists():
+                in_subprocess("bench.separation", "--make", str(path), str(seconds))
+            return str(path)
+
+        speed = [(m, 10.0 if args.quick else 180.0) for m in (MODELS[:1] if args.quick else MODELS)]
         rows = []
-        for seconds in (30.0, 180.0, 600.0):
-            r = in_subprocess("bench.separation", "--child", MODELS[0], str(seconds))
-            rows.append([MODELS[0], f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
-        print("\nScaling with track length (time should grow linearly, memory stay flat)")
-        print(table(["model", "audio s", "wall s", "wall s per audio min", "peak RAM MB"], rows))
+        for model, seconds in speed:
+            r = in_subprocess("bench.separation", "--child", model, mix_of(seconds), str(seconds))
+            rows.append([model, f"{seconds:g}", r["wall"], r["realtime"], r["peak_mb"]])
+        print("\nSeparation speed (stereo 44.1 kHz mix, synthgen separate)")
+        print(table(["model", "audio s", "wall s", "x realtime", "peak RAM MB"], rows))
+        if not args.quick:
+            rows = []
+            for seconds in (30.0, 180.0, 600.0):
+                r = in_subprocess("bench.separation", "--child", MODELS[0], mix_of(seconds), str(seconds))
+                rows.append([MODELS[0], f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
+            print("\nScaling with track length (time should grow linearly, memory stay flat)")
+            print(table(["model", "audio s", "wall s", "wall s per audio min", "peak RAM MB"], rows))
     return 0
 
 

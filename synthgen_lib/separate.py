@@ -105,7 +105,7 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
 
 
 def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, output: str | Path, *,
-                   bits: int = 24, block: float = 300.0, context: float = 5.0, **kwargs):
+                   bits: int = 24, block: float = 120.0, context: float = 5.0, **kwargs):
     """Separate audio files (folders are walked); yields ``(input, output folder)`` per file.
 
     For each input ``X.ext`` writes ``output/X/synth.wav`` and ``output/X/residual.wav`` at the
