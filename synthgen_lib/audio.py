@@ -197,6 +197,11 @@ def wav_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def _full_scale(bits: int) -> float:
+    """The largest value a ``bits``-bit integer format stores (just below 1.0)."""
+    return 1.0 - 2.0 ** (1 - bits)
+
+
 def save_audio(
     path: str | Path,
     wav: torch.Tensor | np.ndarray,
@@ -240,7 +245,7 @@ def save_audio(
         raise AudioError(path, "refusing to save audio containing NaN or infinite samples")
     if bits != 32:
         peak = float(np.abs(data).max(initial=0.0))
-        full_scale = 1.0 - 2.0 ** (1 - bits)  # the largest value the integer format stores
+        full_scale = _full_scale(bits)
         if peak > full_scale and clip == "rescale":
             data = data * (full_scale / peak)
         elif clip == "clamp":
@@ -279,8 +284,7 @@ class AudioWriter:
         data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
         data = np.asarray(data, dtype=np.float32).reshape(self.channels, -1)
         if self.bits != 32:
-            full_scale = 1.0 - 2.0 ** (1 - self.bits)
-            data = np.clip(data, -full_scale, full_scale)
+            data = np.clip(data, -_full_scale(self.bits), _full_scale(self.bits))
         self._file.write(data.T)
 
     def __exit__(self, *exc) -> bool:

@@ -184,14 +184,15 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint, e.g. RUN/best.pt")
     p.add_argument("output", help="where to write the exported model")
     p.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
-    p.set_defaults(func=lambda a: print(export_model_cli(a)) or 0)
+    p.set_defaults(func=_run_export)
 
 
-def export_model_cli(args) -> str:
+def _run_export(args) -> int:
     from .models import export_model
 
     path = export_model(args.checkpoint, args.output, half=args.half)
-    return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def _add_demo(sub) -> None:

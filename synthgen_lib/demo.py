@@ -60,8 +60,7 @@ def run_demo(output: str | Path = "outputs/demo", models: list[str] | None = Non
         model = load_model(name)
         result = separate(mix, model, SAMPLE_RATE)
         label = Path(name).stem  # a bundled name, or a checkpoint file's name
-        save_audio(out / label / "synth.wav", result.synth, SAMPLE_RATE, bits=32, clip="none")
-        save_audio(out / label / "residual.wav", result.residual, SAMPLE_RATE, bits=32, clip="none")
+        result.save(out / label)
         score = float(si_sdr(result.synth.flatten(), reference.flatten()))
         scores_text.append(f"{label}: SI-SDR {score:.1f} dB")
         sections.append(comparison_html({"mix": mix, "synth": result.synth, "residual": result.residual,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .audio import SAMPLE_RATE, load_audio, save_audio
+from .audio import SAMPLE_RATE, load_audio
 from .display import comparison_html, loss_curve_png
 
 
@@ -169,8 +169,7 @@ class GeneratePanel:
             stems["reference"] = reference
             scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
         folder = self.project / "generated" / f"{label}-{Path(model).stem}"
-        for name in ("synth", "residual"):
-            save_audio(folder / f"{name}.wav", stems[name], SAMPLE_RATE, bits=32, clip="none")
+        result.save(folder)
         self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=f"{label} — {Path(model).stem}",
                                                   scores=scores))
         self._emit(in_panel, text=f"saved {folder}/synth.wav and residual.wav")

@@ -218,8 +218,9 @@ def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]
     losses, scores = [], []
     for mix, synth in loader:
         mix, synth = mix.to(device), synth.to(device)
-        losses.append(float(model.loss(mix, synth)) * len(mix))
-        scores += si_sdr(model(mix), synth).flatten().tolist()
+        loss, estimate = model.loss(mix, synth, return_estimate=True)
+        losses.append(float(loss) * len(mix))
+        scores += si_sdr(estimate, synth).flatten().tolist()
     model.train()
     n = len(loader.dataset)
     return {"valid_loss": sum(losses) / n, "valid_si_sdr": float(torch.tensor(scores).median())}

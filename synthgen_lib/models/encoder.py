@@ -107,6 +107,11 @@ class SynthEncoder(nn.Module):
             x = block(x + skips.pop())
         return (x[..., :n] * std).reshape(b, ch, n)
 
-    def loss(self, mix: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
-        """Training loss: L1 waveform + multi-resolution STFT (see module doc)."""
-        return waveform_loss(self(mix), synth)
+    def loss(self, mix: torch.Tensor, synth: torch.Tensor, return_estimate: bool = False):
+        """Training loss: L1 waveform + multi-resolution STFT (see module doc).
+
+        ``return_estimate=True`` also returns the synth estimate the loss was computed on.
+        """
+        estimate = self(mix)
+        loss = waveform_loss(estimate, synth)
+        return (loss, estimate) if return_estimate else loss

@@ -135,9 +135,17 @@ class SynthLSTM(nn.Module):
             mask = synth ** 2 / (synth ** 2 + rest ** 2 + 1e-10)
         return self.istft(spec * mask, n).reshape(b, ch, n)
 
-    def loss(self, mix: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
-        """Training loss: L1 between masked-mix and true synth magnitudes (see module doc)."""
+    def loss(self, mix: torch.Tensor, synth: torch.Tensor, return_estimate: bool = False):
+        """Training loss: L1 between masked-mix and true synth magnitudes (see module doc).
+
+        ``return_estimate=True`` also returns the synth estimate made from the same mask
+        (validation scores it without a second forward pass).
+        """
         b, ch, n = mix.shape
         spec = self.stft(mix.reshape(b * ch, n))
         target = self.stft(synth.reshape(b * ch, n)).abs()
-        return (self.mask(spec) * spec.abs() - target).abs().mean()
+        mask = self.mask(spec)
+        loss = (mask * spec.abs() - target).abs().mean()
+        if not return_estimate:
+            return loss
+        return loss, self.istft(spec * mask, n).reshape(b, ch, n)

@@ -66,3 +66,14 @@ def test_encoder_scales_with_its_input():
     x = torch.randn(1, 2, 8000)
     with torch.no_grad():
         torch.testing.assert_close(model(0.1 * x), 0.1 * model(x), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_loss_can_return_the_estimate_it_scored(family):
+    torch.manual_seed(0)
+    model = TINY[family]().eval()
+    mix, synth = torch.randn(2, 2, 8000), torch.randn(2, 2, 8000)
+    with torch.no_grad():
+        loss, estimate = model.loss(mix, synth, return_estimate=True)
+        torch.testing.assert_close(estimate, model(mix))  # one forward pass serves both
+        torch.testing.assert_close(loss, model.loss(mix, synth))
