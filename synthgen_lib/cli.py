@@ -73,13 +73,15 @@ def _add_train(sub) -> None:
     from .train import TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a separation model (resumes from OUTPUT/last.pt)",
-                       description="Train SynthLSTM or SynthEncoder; best.pt (by validation loss), last.pt "
-                       "and metrics.jsonl go to --output. Running it again resumes.")
-    p.add_argument("--model", choices=("lstm", "encoder"), required=True, help="model family")
-    p.add_argument("--data", required=True, help="folder-layout dataset, or 'synthetic'")
+    p = sub.add_parser("train", help="train a model (resumes from OUTPUT/last.pt)",
+                       description="Train SynthLSTM, SynthEncoder or SynthGen; best.pt (by validation loss), "
+                       "last.pt and metrics.jsonl go to --output. Running it again resumes. SynthGen trains "
+                       "on the folder written by 'synthgen encode'.")
+    p.add_argument("--model", choices=("lstm", "encoder", "synthgen"), required=True, help="model family")
+    p.add_argument("--data", required=True, help="folder-layout dataset or 'synthetic'; for synthgen, "
+                   "an encoded folder")
     p.add_argument("--output", required=True, help="run folder (checkpoints, metrics)")
-    for name in ("epochs", "batch_size", "steps_per_epoch", "max_valid_windows"):
+    for name in ("epochs", "batch_size", "accumulate", "steps_per_epoch", "max_valid_windows"):
         p.add_argument("--" + name.replace("_", "-"), type=_positive(int), default=getattr(d, name))
     for name in ("warmup_steps", "seed", "save_every", "num_workers"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
@@ -97,22 +99,101 @@ def _add_train(sub) -> None:
 
 def _run_train(args) -> int:
     import dataclasses
-    import json
 
     from .train import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k != "model"},
                       model=args.model, augment=not args.no_augment)
-    try:
-        overrides = json.loads(args.model_config)
-    except json.JSONDecodeError as exc:
-        raise SynthGenError(f"--model-config is not valid JSON ({exc})") from None
-    if not isinstance(overrides, dict):
-        raise SynthGenError(f"--model-config must be a JSON object like '{{\"hidden_size\": 128}}', got {args.model_config}")
+    overrides = _json_object(args.model_config, "--model-config")
     result = train(args.data, args.output, cfg, overrides, resume=not args.restart)
     print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "
           f"{result.best_valid_loss:.4f}; best: {result.best}; last: {result.last}")
+    return 0
+
+
+def _add_encode(sub) -> None:
+    from .data import SOURCES
+
+    p = sub.add_parser("encode", help="encode a dataset's windows to EnCodec tokens for SynthGen (resumes)",
+                       description="Cut the tracks into windows and write the EnCodec tokens of synth and mix "
+                       "(and the mix chroma) as shards + manifest.json into --output. Running it again "
+                       "skips the finished shards.")
+    p.add_argument("--source", choices=SOURCES, default="synthetic", help="data source (default: synthetic)")
+    p.add_argument("--root", help="dataset folder (folder, musdb, slakh)")
+    p.add_argument("--output", required=True, help="folder for the shards and manifest")
+    p.add_argument("--base", default="tiny", help="SynthGen base: tiny, facebook/musicgen-melody, "
+                   "facebook/musicgen-small or an export folder (default tiny)")
+    p.add_argument("--model-config", default="{}", help='JSON SynthGen settings, e.g. \'{"window": 10}\'')
+    p.add_argument("--tracks", type=_positive(int), default=64, help="synthetic: number of tracks (default 64)")
+    p.add_argument("--track-duration", type=_positive(float), default=30.0, help="synthetic: seconds per track")
+    p.add_argument("--seed", type=int, default=0, help="split (and synthetic set) seed (default 0)")
+    p.add_argument("--window", type=_positive(float), default=None, help="seconds per window (default: model's)")
+    p.add_argument("--hop", type=_positive(float), default=5.0, help="hop between windows in seconds (default 5)")
+    p.add_argument("--valid-fraction", type=_fraction, default=0.1, help="share of tracks held out (default 0.1)")
+    p.add_argument("--shard-size", type=_positive(int), default=256, help="windows per shard (default 256)")
+    p.add_argument("--batch-size", type=_positive(int), default=8, help="windows per forward pass (default 8)")
+    p.set_defaults(func=_run_encode)
+
+
+def _json_object(text: str, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SynthGenError(f"{flag} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise SynthGenError(f"{flag} must be a JSON object like '{{\"window\": 10}}', got {text}")
+    return value
+
+
+def _run_encode(args) -> int:
+    from .data import open_source
+    from .encode import encode
+
+    source = open_source(args.source, args.root, num_tracks=args.tracks, seed=args.seed,
+                         track_duration=args.track_duration)
+    model = {"base": args.base, **_json_object(args.model_config, "--model-config")}
+    report = encode(source, args.output, model, window=args.window, hop=args.hop,
+                    valid_fraction=args.valid_fraction, seed=args.seed, shard_size=args.shard_size,
+                    batch_size=args.batch_size)
+    print(report.format())
+    return 0
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="generate a synth stem for audio files with SynthGen",
+                       description="For each input X.ext write OUTPUT/X/synth.wav (with --remix also "
+                       "removed.wav and remixed.wav: the mix with its synth replaced). Folders are walked.")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (the mixes)")
+    p.add_argument("--model", default="facebook/musicgen-melody",
+                   help="SynthGen checkpoint, export folder, 'tiny' or a pretrained MusicGen name")
+    p.add_argument("--description", default=None, help='what the synth should sound like, e.g. "warm pad"')
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--remix", action="store_true", help="also replace the synth in the mix")
+    p.add_argument("--separator", default="synthlstm-demo", help="--remix: model that removes the old synth")
+    p.add_argument("--temperature", type=_positive(float), default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--top-k", type=int, default=250, help="sample among the k likeliest tokens (default 250)")
+    p.add_argument("--top-p", type=_fraction, default=0.0, help="nucleus sampling threshold (0: off)")
+    p.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--greedy", action="store_true", help="take the likeliest token instead of sampling")
+    p.add_argument("--window", type=_positive(float), default=None, help="seconds per window (default: model's)")
+    p.add_argument("--overlap", type=float, default=2.0, help="seconds each window continues from (default 2)")
+    p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args) -> int:
+    from .generate import generate_files
+
+    for src, folder in generate_files(args.inputs, args.model, args.output, args.description,
+                                      remix_synth=args.remix, separator=args.separator, bits=args.bits,
+                                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                      cfg_coef=args.cfg_coef, seed=args.seed, use_sampling=not args.greedy,
+                                      window=args.window, overlap=args.overlap, progress=True):
+        print(f"{src} -> {folder}/synth.wav" + (", removed.wav, remixed.wav" if args.remix else ""))
     return 0
 
 
@@ -220,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"synthgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
+    _add_encode(sub)
     _add_train(sub)
     _add_separate(sub)
+    _add_generate(sub)
     _add_evaluate(sub)
     _add_models(sub)
     _add_export(sub)

@@ -114,20 +114,16 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
     return Separation(synth=synth, residual=mix.float() - synth, sample_rate=sample_rate)
 
 
-def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, output: str | Path, *,
-                   bits: int = 24, block: float = 120.0, context: float = 5.0, **kwargs):
-    """Separate audio files (folders are walked); yields ``(input, output folder)`` per file.
+def audio_jobs(inputs: list[str | Path], output: str | Path) -> dict[Path, Path]:
+    """``{output folder: input file}`` for audio files and folders (walked, layout mirrored).
 
-    For each input ``X.ext`` writes ``output/X/synth.wav`` and ``output/X/residual.wav`` at the
-    input's rate and channel count. Files are processed ``block`` seconds at a time, each block
-    read with ``context`` extra seconds on both sides that are separated and then dropped, so a
-    multi-hour file needs the memory of one block, not of the whole file.
+    Raises:
+        AudioError: a missing input, no audio found, or two inputs that would share a folder.
     """
-    from .audio import AudioWriter, audio_info, is_audio_file, load_audio
+    from .audio import is_audio_file
     from .errors import AudioError
-    from .models import load_model
 
-    jobs: dict[Path, Path] = {}  # output folder -> input file
+    jobs: dict[Path, Path] = {}
     for item in map(Path, inputs):
         if item.is_dir():  # mirror the folder's layout so same-named files do not collide
             found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio_file(p)
@@ -144,6 +140,22 @@ def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, outp
             jobs[Path(output) / rel] = path
     if not jobs:
         raise AudioError(None, f"no audio files found in {', '.join(map(str, inputs))}")
+    return jobs
+
+
+def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, output: str | Path, *,
+                   bits: int = 24, block: float = 120.0, context: float = 5.0, **kwargs):
+    """Separate audio files (folders are walked); yields ``(input, output folder)`` per file.
+
+    For each input ``X.ext`` writes ``output/X/synth.wav`` and ``output/X/residual.wav`` at the
+    input's rate and channel count. Files are processed ``block`` seconds at a time, each block
+    read with ``context`` extra seconds on both sides that are separated and then dropped, so a
+    multi-hour file needs the memory of one block, not of the whole file.
+    """
+    from .audio import AudioWriter, audio_info, load_audio
+    from .models import load_model
+
+    jobs = audio_jobs(inputs, output)
     net = model if isinstance(model, nn.Module) else load_model(model)
     for folder, path in jobs.items():
         info = audio_info(path)

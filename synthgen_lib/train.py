@@ -49,9 +49,12 @@ class TrainConfig:
     """Settings of a training run (stored in its checkpoints).
 
     Attributes:
-        model: model family, ``lstm`` or ``encoder``.
+        model: model family, ``lstm``, ``encoder`` or ``synthgen`` (trains on an encoded
+            dataset folder: see :func:`synthgen_lib.encode.encode`).
         epochs: passes over the training windows.
         batch_size: examples per step (per process under DDP).
+        accumulate: micro-batches of ``batch_size`` whose gradients add up before each
+            optimizer step (a larger effective batch in the same memory).
         segment: seconds of audio per training example (a random crop of a window).
         lr: peak learning rate after warm-up.
         weight_decay: AdamW weight decay.
@@ -78,6 +81,7 @@ class TrainConfig:
     model: str = "lstm"
     epochs: int = 10
     batch_size: int = 8
+    accumulate: int = 1
     segment: float = 4.0
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -211,19 +215,34 @@ def _dist() -> tuple[int, int]:
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
+def _to(batch: list | tuple, device: torch.device) -> list:
+    return [x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x for x in batch]
+
+
+def _split(batch: list, parts: int) -> list[list]:
+    """``parts`` micro-batches of a collated batch (tensors and lists alike)."""
+    size = math.ceil(len(batch[0]) / parts)
+    return [[x[i:i + size] for x in batch] for i in range(0, len(batch[0]), size)]
+
+
 @torch.no_grad()
 def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
-    """Mean validation loss and median SI-SDR (dB) of the synth estimates."""
+    """Mean validation loss, and median SI-SDR (dB) of the synth estimates for the
+    separation models (``model.loss(*batch)`` with ``batch[1]`` the reference synth)."""
     model.eval()
     losses, scores = [], []
-    for mix, synth in loader:
-        mix, synth = mix.to(device), synth.to(device)
-        loss, estimate = model.loss(mix, synth, return_estimate=True)
-        losses.append(float(loss) * len(mix))
-        scores += si_sdr(estimate, synth).flatten().tolist()
+    for batch in loader:
+        batch = _to(batch, device)
+        loss, estimate = model.loss(*batch, return_estimate=True)
+        losses.append(float(loss) * len(batch[0]))
+        if estimate is not None:
+            scores += si_sdr(estimate, batch[1]).flatten().tolist()
     model.train()
     n = len(loader.dataset)
-    return {"valid_loss": sum(losses) / n, "valid_si_sdr": float(torch.tensor(scores).median())}
+    metrics = {"valid_loss": sum(losses) / n}
+    if scores:
+        metrics["valid_si_sdr"] = float(torch.tensor(scores).median())
+    return metrics
 
 
 def _rng_state() -> dict:
@@ -240,7 +259,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     """Train a separation model; resume from ``output_dir/last.pt`` when it exists.
 
     Args:
-        data: a :class:`TrackSource`, ``"synthetic"``, or the path of a folder-layout dataset.
+        data: a :class:`TrackSource`, ``"synthetic"``, or the path of a folder-layout dataset;
+            for ``synthgen``, the folder written by :func:`synthgen_lib.encode.encode`.
         output_dir: where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go.
         config: training settings (``config.model`` picks the family).
         model_config: overrides of the model family's config (e.g. ``{"hidden_size": 128}``).
@@ -257,18 +277,13 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    source = data if isinstance(data, TrackSource) else (
-        open_source("synthetic", seed=cfg.seed) if str(data) == "synthetic" else open_source("folder", data))
-    ws: WindowSet = make_windows(source.tracks(), cfg.window, cfg.hop, cfg.valid_fraction, cfg.seed)
-    train_windows, valid_windows = ws.of("train"), ws.of("valid")[: cfg.max_valid_windows]
-    if not train_windows or not valid_windows:
-        raise SynthGenError(f"need training and validation tracks, got {ws.counts()} — add tracks or "
-                            "change valid_fraction")
-    valid_tracks = sorted({w.track for w in valid_windows})
-    train_set = SegmentDataset(source, train_windows, cfg, augment=cfg.augment)
-    valid_set = SegmentDataset(source, valid_windows, cfg, augment=False,
-                               segment=cfg.valid_segment or cfg.window)
-    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_windows) // (cfg.batch_size * world))
+    if cfg.model == "synthgen":
+        train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, model_config)
+    else:
+        train_set, valid_set, valid_tracks = _audio_data(data, cfg)
+        model_config = {**(model_config or {}), "sample_rate": cfg.sample_rate}
+    step_size = cfg.batch_size * cfg.accumulate
+    steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_set) // (step_size * world))
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
@@ -291,9 +306,11 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
             raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
                                 "tracks differ) — restore the dataset or start a new run in another folder")
-    model_cfg = payload["config"] if payload else {**(model_config or {}), "sample_rate": cfg.sample_rate}
-    model = build_model(cfg.model, model_cfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = build_model(cfg.model, payload["config"] if payload else model_config).to(dev)
+    if cfg.model == "synthgen":
+        _check_codec(model, data)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
     use_amp = cfg.amp and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -318,7 +335,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             model.set_input_stats(model.features(model.stft(mixes.reshape(b * ch, n))))
     loss_fn: nn.Module = _LossOf(model)
     if world > 1:
-        loss_fn = nn.parallel.DistributedDataParallel(loss_fn)
+        # SynthGen's dropped conditions leave conditioner weights without gradient in some steps
+        loss_fn = nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=cfg.model == "synthgen")
     # An explicit generator keeps each DataLoader iterator from drawing its base seed from the
     # global RNG, which would shift dropout masks after a resume.
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
@@ -344,20 +362,22 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     while epoch < cfg.epochs:
         train_set.set_epoch(epoch)
         order = torch.randperm(len(train_set), generator=_seeded(cfg.seed, epoch, -1)).tolist()
-        order = (order * math.ceil(steps_per_epoch * cfg.batch_size * world / len(order)))
-        batches = [order[(s * world + rank) * cfg.batch_size:(s * world + rank + 1) * cfg.batch_size]
+        order = (order * math.ceil(steps_per_epoch * step_size * world / len(order)))
+        batches = [order[(s * world + rank) * step_size:(s * world + rank + 1) * step_size]
                    for s in range(steps_per_epoch)]
         done = step - epoch * steps_per_epoch  # > 0 when resuming mid-epoch
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches[done:], **{
             k: v for k, v in loader_args.items() if k != "batch_size"})
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=done, total=steps_per_epoch,
                    disable=not progress or rank != 0, leave=False)
-        for mix, synth in bar:
-            mix, synth = mix.to(dev, non_blocking=True), synth.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(mix, synth)
+        for batch in bar:
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            loss = 0.0
+            for micro in _split(_to(batch, dev), cfg.accumulate):
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    part = loss_fn(*micro) * (len(micro[0]) / len(batch[0]))
+                scaler.scale(part).backward()
+                loss += part.detach()
             if cfg.grad_clip:
                 scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -390,8 +410,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             if on_epoch is not None:
                 on_epoch(metrics)
             if progress:
-                tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}  "
-                           f"SI-SDR {metrics['valid_si_sdr']:.2f} dB")
+                score = f"  SI-SDR {metrics['valid_si_sdr']:.2f} dB" if "valid_si_sdr" in metrics else ""
+                tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}{score}")
         if world > 1:
             torch.distributed.barrier()
     return TrainResult(out, step, epoch, best, history)
@@ -405,8 +425,50 @@ class _LossOf(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, mix: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(mix, synth)
+    def forward(self, *batch) -> torch.Tensor:
+        return self.model.loss(*batch)
+
+
+def _audio_data(data: TrackSource | str | Path, cfg: TrainConfig) -> tuple[SegmentDataset, SegmentDataset, list[str]]:
+    """Training crops and validation windows of a track source, split by track."""
+    source = data if isinstance(data, TrackSource) else (
+        open_source("synthetic", seed=cfg.seed) if str(data) == "synthetic" else open_source("folder", data))
+    ws: WindowSet = make_windows(source.tracks(), cfg.window, cfg.hop, cfg.valid_fraction, cfg.seed)
+    train_windows, valid_windows = ws.of("train"), ws.of("valid")[: cfg.max_valid_windows]
+    if not train_windows or not valid_windows:
+        raise SynthGenError(f"need training and validation tracks, got {ws.counts()} — add tracks or "
+                            "change valid_fraction")
+    return (SegmentDataset(source, train_windows, cfg, augment=cfg.augment),
+            SegmentDataset(source, valid_windows, cfg, augment=False, segment=cfg.valid_segment or cfg.window),
+            sorted({w.track for w in valid_windows}))
+
+
+def _codes_data(data: str | Path, cfg: TrainConfig, overrides: dict | None):
+    """SynthGen's encoded windows; its model config is the one the encode recorded (the
+    codec must match), with ``overrides`` for the settings that do not change the tokens."""
+    from .encode import Codes
+
+    if isinstance(data, TrackSource) or str(data) == "synthetic":
+        raise SynthGenError("synthgen trains on encoded tokens: run encode first and pass its folder")
+    codes = Codes(data)
+    train_set, valid_set = codes.dataset("train"), codes.dataset("valid", cfg.max_valid_windows)
+    if not len(train_set) or not len(valid_set):
+        raise SynthGenError(f"{data}: need training and validation windows, got {len(train_set)} and "
+                            f"{len(valid_set)} — encode more tracks or change valid_fraction")
+    fixed = {"base", "n_q", "card", "sample_rate", "seed", "use_chroma"} & set(overrides or {})
+    changed = sorted(k for k in fixed if overrides[k] != codes.model_config.get(k))
+    if changed:
+        raise SynthGenError(f"{data}: was encoded with another {', '.join(changed)} — encode again with these settings")
+    return train_set, valid_set, valid_set.tracks, {**codes.model_config, **(overrides or {})}
+
+
+def _check_codec(model: nn.Module, data: str | Path) -> None:
+    from .encode import Codes
+
+    expected = Codes(data).settings["codec"]
+    if model.codec_fingerprint() != expected:
+        raise SynthGenError(f"{data}: these tokens were made by another EnCodec than this model's — "
+                            "encode the dataset again with this model")
 
 
 def _log(out: Path, record: dict) -> None:

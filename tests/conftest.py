@@ -29,3 +29,32 @@ def write(path: Path, wav: np.ndarray, sr: int, subtype: str | None = None) -> P
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# SynthGen: one tiny offline model configuration and one encoded synthetic dataset per session.
+TINY_SYNTHGEN = {"window": 4.0, "dim": 32, "num_heads": 2, "num_layers": 2, "n_q": 4, "card": 64}
+
+
+def quiet_accompaniment():
+    """10 synthetic tracks with the accompaniment 12 dB down, so that a tiny model trained for
+    a minute has a mix worth listening to."""
+    from synthgen_lib.data.synthetic import SyntheticSource
+
+    class QuietAccompaniment(SyntheticSource):
+        def _load(self, info, sample_rate, offset, duration):
+            mix, synth = super()._load(info, sample_rate, offset, duration)
+            return synth + 0.25 * (mix - synth), synth
+
+    return QuietAccompaniment(num_tracks=10, seed=5, track_duration=12.0)
+
+
+@pytest.fixture(scope="session")
+def synthgen_codes(tmp_path_factory):
+    """A synthetic dataset encoded by the tiny SynthGen model: ``(folder, EncodeReport)``."""
+    from synthgen_lib.encode import encode
+
+    folder = tmp_path_factory.mktemp("codes")
+    source = quiet_accompaniment()
+    report = encode(source, folder, dict(TINY_SYNTHGEN), hop=2.0, valid_fraction=0.2, seed=0, shard_size=16,
+                    progress=False)
+    return folder, report

@@ -136,3 +136,36 @@ def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message)
     except SystemExit as exc:  # argparse refuses before running: usage + one error line, status 2
         code = exc.code
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, capsys):
+    import json
+
+    import soundfile as sf
+
+    from .conftest import TINY_SYNTHGEN, tone, write
+
+    codes, run = tmp_path / "codes", tmp_path / "run"
+    config = json.dumps({**TINY_SYNTHGEN, "window": 2.0})
+    assert main(["encode", "--tracks", "4", "--track-duration", "6", "--hop", "2", "--valid-fraction", "0.25",
+                 "--output", str(codes), "--model-config", config, "--shard-size", "4"]) == 0
+    assert "x realtime" in capsys.readouterr().out and (codes / "manifest.json").is_file()
+    assert main(["train", "--model", "synthgen", "--data", str(codes), "--output", str(run), "--epochs", "1",
+                 "--batch-size", "2", "--accumulate", "2", "--steps-per-epoch", "2"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert main(["export", str(run / "best.pt"), str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "state_dict.bin").is_file()
+    write(tmp_path / "in" / "song.wav", tone(3.3, 22050, 2), 22050)
+    for model in (str(run / "best.pt"), str(tmp_path / "export")):
+        out = tmp_path / "gen" / model[-6:]
+        assert main(["generate", str(tmp_path / "in"), "--model", model, "--description", "warm pad",
+                     "--output", str(out), "--top-k", "10", "--remix", "--separator", str(_tiny_checkpoint(
+                         tmp_path / "sep.pt"))]) == 0
+        for stem in ("synth", "removed", "remixed"):
+            info = sf.info(str(out / "song" / f"{stem}.wav"))
+            assert (info.samplerate, info.channels, info.frames) == (22050, 2, 72765)
+    assert "song.wav ->" in capsys.readouterr().out
+    # a separation checkpoint is not a generator: one clear line
+    assert main(["generate", str(tmp_path / "in"), "--model", str(tmp_path / "sep.pt"), "--output",
+                 str(tmp_path / "x")]) == 2
+    assert "not 'synthgen'" in capsys.readouterr().err

@@ -26,6 +26,15 @@ FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "lstm": (SynthLSTM, SynthLSTMConfig),
     "encoder": (SynthEncoder, SynthEncoderConfig),
 }
+NAMES = (*FAMILIES, "synthgen")  # synthgen imports audiocraft (slow): loaded on first use
+
+
+def _family(name: str) -> tuple[type[nn.Module], type]:
+    if name == "synthgen" and name not in FAMILIES:
+        from .synthgen import SynthGen, SynthGenConfig
+
+        FAMILIES[name] = (SynthGen, SynthGenConfig)
+    return FAMILIES[name]
 FORMAT = "synthgen-checkpoint"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED = {
@@ -41,14 +50,14 @@ class CheckpointError(SynthGenError):
 
 
 def build_model(family: str, config: dict | Any | None = None, strict: bool = True) -> nn.Module:
-    """A new model of ``family`` (``lstm`` or ``encoder``) from a config object or dict.
+    """A new model of ``family`` (``lstm``, ``encoder`` or ``synthgen``) from a config object or dict.
 
     ``strict=False`` ignores settings the config does not know (a checkpoint written by a
     version that had a setting since removed still loads); user-given settings are strict.
     """
-    if family not in FAMILIES:
-        raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(FAMILIES)}")
-    cls, config_cls = FAMILIES[family]
+    if family not in NAMES:
+        raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(NAMES)}")
+    cls, config_cls = _family(family)
     if isinstance(config, dict):
         known = {f.name for f in dataclasses.fields(config_cls)}
         unknown = sorted(set(config) - known)
@@ -142,10 +151,15 @@ def load_model(name_or_path: str | Path, family: str | None = None,
 def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     """Copy a checkpoint's model (config + weights, no optimizer/RNG state) to ``dst``.
 
-    ``half`` stores the weights as float16: bundled demo models stay a few MB.
+    ``half`` stores the weights as float16: bundled demo models stay a few MB. A SynthGen
+    checkpoint becomes a folder in audiocraft's export format (see ``synthgen.export``).
     """
     payload = load_checkpoint(src)
     model = load_model(src)
+    if payload.get("family") == "synthgen":
+        from .synthgen import export
+
+        return export(model, dst)
     keep = {k: payload["train"][k] for k in ("config", "step", "epoch", "best_valid_loss") if k in payload["train"]}
     return save_checkpoint(dst, model, meta={**payload.get("meta", {}), "exported_from": Path(src).name}, train=keep,
                            half=half)
