@@ -28,3 +28,20 @@ def test_benchmark_quick_mode_prints_positive_figures(module, numeric_columns):
     for row in rows:
         for i in numeric_columns:
             assert re.fullmatch(r"\d+(\.\d+)?", row[i]) and float(row[i]) > 0, row
+
+
+def test_synthgen_benchmark_quick_mode_prints_memory_and_throughput():
+    out = subprocess.run([sys.executable, "-m", "bench.synthgen", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [r for r in _rows(out.stdout) if r[0] != "measure"]
+    memory = [r for r in rows if len(r) == 8]
+    throughput = [r for r in rows if len(r) == 4]
+    assert {r[0] for r in memory} == {"musicgen-small", "musicgen-melody"} and len(memory) == 16
+    for row in memory:
+        assert float(row[6]) > 0 and row[7] in ("yes", "no")
+    # LoRA + checkpointing must use less than full fine-tuning without it, for both sizes
+    for name in ("musicgen-small", "musicgen-melody"):
+        gb = {(r[2].split()[0], r[4], r[5]): float(r[6]) for r in memory if r[0] == name}
+        assert gb[("LoRA", "fp16 autocast", "yes")] < gb[("full", "fp32", "no")]
+    assert len(throughput) == 2 and all(float(r[2]) > 0 for r in throughput)
