@@ -77,7 +77,8 @@ else:
     "02_encode_dataset.ipynb": [
         md("# SynthGen — 2. Encode Dataset\nChooses a data source, cuts it into training windows, writes it to "
            "the project folder in the `mix/`, `synth/`, `description/` layout at 32 kHz, and shows statistics "
-           "and a few examples. SynthLSTM and SynthEncoder train on this audio directly."),
+           "and a few examples. SynthLSTM and SynthEncoder train on this audio directly; for SynthGen, pick a "
+           "`SYNTHGEN` base and the windows are also encoded to EnCodec tokens."),
         code(COMMON_PARAMS + '''
 SOURCE = "synthetic"  #@param ["synthetic", "folder", "musdb", "slakh"]
 ROOT = ""  #@param {type:"string"}
@@ -85,9 +86,12 @@ DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
 WINDOW = 10.0  #@param {type:"number"}
-HOP = 5.0  #@param {type:"number"}''', tags=["parameters"]),
-        code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU
-    TRACKS, TRACK_DURATION = 4, 11.0'''),
+HOP = 5.0  #@param {type:"number"}
+SYNTHGEN = "none"  #@param ["none", "facebook/musicgen-melody", "facebook/musicgen-small", "tiny"]
+SYNTHGEN_CONFIG = {}''', tags=["parameters"]),
+        code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU, and the offline tiny SynthGen
+    TRACKS, TRACK_DURATION = 4, 11.0
+    SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
         md("## Install and project folder\nSame as the Setup notebook (instant when already done)."),
         code(INSTALL),
         code(PROJECT),
@@ -107,15 +111,29 @@ for window in make_windows(source.tracks(), WINDOW, HOP).of("valid")[:2]:
     audio = source.load(window.track, 32000, 2, window.start, window.length)
     show(comparison_html({"mix": audio.mix, "synth": audio.synth}, 32000,
                          title=f"{window.track} from {window.start:g} s — {audio.description}"))'''),
+        md("## SynthGen tokens\nEncodes every window's synth and mix to EnCodec tokens (+ the mix's chroma) in a "
+           "few large shards under `codes/`. On a T4 the 32 kHz EnCodec runs at hundreds of x realtime; the tiny "
+           "offline model at about 100x on a CPU. Interrupted? Run it again: finished shards are skipped."),
+        code('''if SYNTHGEN != "none":
+    from synthgen_lib.encode import encode
+    codes = project / "codes" / f"{DATASET}-{SYNTHGEN.split('/')[-1]}"
+    report = encode(FolderSource(dataset), codes, {"base": SYNTHGEN, **SYNTHGEN_CONFIG}, hop=HOP)
+    print(report.format())
+else:
+    print("SYNTHGEN is 'none': no tokens encoded (needed only to train SynthGen)")'''),
     ],
     "03_train.ipynb": [
-        md("# SynthGen — 3. Train\nTrains a model family on the dataset from the Encode notebook. The loss plot "
-           "redraws after every epoch; `best.pt` (lowest validation loss) and `last.pt` are saved in the project "
-           "folder. After a Colab disconnect, run the notebook again: training resumes from `last.pt`."),
+        md("# SynthGen — 3. Train\nTrains a model family on the dataset from the Encode notebook (SynthGen: on its "
+           "tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
+           "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
+           "resumes from `last.pt`. SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
+           "musicgen-melody; musicgen-small also fine-tunes in full."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
-MODEL = "lstm"  #@param ["lstm", "encoder"]
+MODEL = "lstm"  #@param ["lstm", "encoder", "synthgen"]
+CODES = "synth64-musicgen-melody"  #@param {type:"string"}
 RUN = "lstm"  #@param {type:"string"}
+ACCUMULATE = 1  #@param {type:"integer"}
 EPOCHS = 40  #@param {type:"integer"}
 STEPS_PER_EPOCH = 100  #@param {type:"integer"}
 BATCH_SIZE = 8  #@param {type:"integer"}
@@ -123,9 +141,11 @@ SEGMENT = 4.0  #@param {type:"number"}
 LEARNING_RATE = 0.001  #@param {type:"number"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
-    EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT = 2, 3, 2, 1.0
+    EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
     MODEL_CONFIG = {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
-                    "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}}[MODEL]'''),
+                    "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {}}[MODEL]
+elif MODEL == "synthgen" and not MODEL_CONFIG:  # fits a T4 with musicgen-melody
+    MODEL_CONFIG = {"lora_rank": 16, "gradient_checkpointing": True}'''),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
         code(PROJECT),
@@ -134,25 +154,34 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
         code('''from synthgen_lib.notebook import LossPlot
 from synthgen_lib.train import TrainConfig, train
 run = project / "runs" / RUN
+data = project / "codes" / CODES if MODEL == "synthgen" else project / "datasets" / DATASET
 config = TrainConfig(model=MODEL, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=BATCH_SIZE,
-                     segment=SEGMENT, lr=LEARNING_RATE)
+                     segment=SEGMENT, lr=LEARNING_RATE, accumulate=ACCUMULATE)
 plot = LossPlot(run / "metrics.jsonl")
-result = train(project / "datasets" / DATASET, run, config, MODEL_CONFIG, on_epoch=plot.update)
+result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
-        md("## Evaluate\nSI-SDR of the best checkpoint on the validation tracks, next to the mix itself and the "
-           "oracle ratio mask. About a second per track on a GPU."),
+        md("## Evaluate\nSeparation models: SI-SDR of the best checkpoint on the validation tracks, next to the mix "
+           "itself and the oracle ratio mask (about a second per track on a GPU). SynthGen: its validation "
+           "cross-entropy, and how much higher it is when the mix is taken away (does it listen to the mix?)."),
         code('''from synthgen_lib.data import FolderSource
 from synthgen_lib.evaluate import evaluate
-report = evaluate({RUN: result.best}, FolderSource(project / "datasets" / DATASET))
-print(report.format())'''),
+if MODEL == "synthgen":
+    from synthgen_lib.encode import Codes
+    from synthgen_lib.models.synthgen import conditioning_report
+    print(conditioning_report(result.best, Codes(data).dataset("valid")).format())
+else:
+    print(evaluate({RUN: result.best}, FolderSource(project / "datasets" / DATASET)).format())'''),
     ],
     "04_generate.ipynb": [
         md("# SynthGen — 4. Generate\nPick an input (a dataset example, a path, or an upload) and a model "
-           "(bundled, or one you trained), press **Generate**, and listen to the mix, the synth stem, the residual "
-           "and the reference when there is one, with spectrograms and SI-SDR. Stems are saved in the project "
-           "folder (and downloaded on Colab)."),
+           "(bundled, one you trained, or pretrained MusicGen), press **Generate**, and listen. Separation models "
+           "isolate the synth: mix, synth, residual and the reference when there is one, with spectrograms and "
+           "SI-SDR. SynthGen models write a new synth for the mix from your description (and with *remix*, put it "
+           "in place of the old one); the sampling knobs apply to them. Stems are saved in the project folder (and "
+           "downloaded on Colab)."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
+MODEL = ""  #@param {type:"string"}
 AUTO_RUN = False  # press Generate for me (used by the headless tests)''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
@@ -168,10 +197,11 @@ if (project / "datasets" / DATASET / "mix").is_dir():
         if split == "valid":
             inputs[name], references[name] = data.mix_files[name], data.synth_files[name]
 print(len(inputs), "inputs")'''),
-        md("## The panel\nSeparation takes a few seconds per minute of audio on a CPU."),
+        md("## The panel\nSeparation takes a few seconds per minute of audio on a CPU. SynthGen writes the stem token by "
+           "token, which is much slower: use a GPU runtime for the MusicGen models."),
         code('''from IPython.display import display
 from synthgen_lib.notebook import GeneratePanel
-panel = GeneratePanel(project, inputs, references)
+panel = GeneratePanel(project, inputs, references, model=MODEL or None)
 display(panel.widget)'''),
         code('''if AUTO_RUN:
     panel.generate(in_panel=False)'''),

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import TrackSource, Window, make_windows, open_source
+from .download import confined
 from .errors import DatasetError, SynthGenError
 from .fileio import atomic_path, write_text_atomic
 
@@ -205,11 +206,11 @@ class Codes:
         if self._items is None:
             self._items = []
             for entry in self.manifest["shards"]:
-                name = Path(entry["file"]).name  # confined to the dataset folder
+                path = confined(self.folder, entry["file"])
                 try:
-                    shard = torch.load(self.folder / name, map_location="cpu", weights_only=True)
+                    shard = torch.load(path, map_location="cpu", weights_only=True)
                 except Exception as exc:
-                    raise DatasetError(f"{self.folder / name}: unreadable shard ({str(exc).splitlines()[0][:120]}) — "
+                    raise DatasetError(f"{path}: unreadable shard ({str(exc).splitlines()[0][:120]}) — "
                                        "delete it and run encode again to redo it") from None
                 for i in range(len(shard["track"])):
                     self._items.append({k: shard[k][i] for k in shard})

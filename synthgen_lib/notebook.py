@@ -88,15 +88,21 @@ class LossPlot:
 class GeneratePanel:
     """The Generate notebook's panel: pick an input and a model, press Generate, listen.
 
+    Separation models (SynthLSTM, SynthEncoder) isolate the synth; SynthGen models generate a
+    new one for the mix (or, with *remix*, replace the old one) from the description and the
+    sampling knobs, which apply to SynthGen only.
+
     Args:
         project: the project folder; stems are saved under ``project/generated``, and
-            checkpoints found under ``project/runs`` are offered next to the bundled models.
+            checkpoints found under ``project/runs`` are offered next to the bundled models
+            and the pretrained MusicGen models.
         inputs: ``{label: path}`` of audio files to offer (e.g. dataset examples).
         references: ``{label: path}`` of reference synth stems for those inputs (for SI-SDR).
+        model: the model selected at first (default: the first bundled one).
     """
 
     def __init__(self, project: str | Path, inputs: dict[str, str | Path],
-                 references: dict[str, str | Path] | None = None):
+                 references: dict[str, str | Path] | None = None, model: str | None = None):
         import ipywidgets as w
 
         from .models import list_models
@@ -105,15 +111,25 @@ class GeneratePanel:
         self.references = {k: Path(v) for k, v in (references or {}).items()}
         models = [name for name, _, _, present in list_models() if present]
         models += sorted(str(p) for p in (self.project / "runs").glob("*/best.pt"))
+        models += ["facebook/musicgen-melody", "facebook/musicgen-small"]
         self.source = w.Dropdown(options=list(inputs.items()), description="input")
         self.path = w.Text(placeholder="or a path to an audio file", description="path")
         self.upload = w.FileUpload(accept="audio/*", multiple=False, description="upload")
-        self.model = w.Dropdown(options=models, description="model")
+        self.model = w.Dropdown(options=models, value=model or models[0], description="model")
         self.wiener = w.Checkbox(value=False, description="Wiener refinement (SynthLSTM)")
+        self.description = w.Text(value="bright detuned saw lead", description="description")
+        self.remix = w.Checkbox(value=False, description="remix: replace the synth in the mix (SynthGen)")
+        self.temperature = w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature")
+        self.top_k = w.IntSlider(value=250, min=0, max=2048, description="top_k")
+        self.top_p = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="top_p")
+        self.cfg_coef = w.FloatSlider(value=3.0, min=1.0, max=10.0, step=0.5, description="cfg_coef")
+        self.seed = w.IntText(value=0, description="seed")
         self.button = w.Button(description="Generate", button_style="primary")
         self.output = w.Output()
         self.button.on_click(lambda _: self.generate())
-        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.button,
+        knobs = w.VBox([self.description, self.remix, w.HBox([self.temperature, self.top_k]),
+                        w.HBox([self.top_p, self.cfg_coef]), self.seed])
+        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, knobs, self.button,
                               self.output])
 
     def _input(self) -> tuple[str, Path]:
@@ -128,6 +144,32 @@ class GeneratePanel:
             return path.stem, path
         label, path = self.source.label, Path(self.source.value)
         return label, path
+
+    def _run(self, model: str, mix):
+        """Separate (separation models) or generate / remix (SynthGen): ``(result, stems)``."""
+        from .models import BUNDLED, PRETRAINED_MUSICGEN, load_checkpoint
+        from .separate import separate
+
+        if model in BUNDLED:
+            family = BUNDLED[model][0]
+        elif model in PRETRAINED_MUSICGEN or Path(model).is_dir():
+            family = "synthgen"
+        else:
+            family = load_checkpoint(model).get("family")
+        if family != "synthgen":
+            kwargs = {"wiener": True} if self.wiener.value and family == "lstm" else {}
+            result = separate(mix, model, SAMPLE_RATE, **kwargs)
+            return result, {"mix": mix, "synth": result.synth, "residual": result.residual}
+        from .generate import generate, remix
+
+        knobs = dict(temperature=self.temperature.value, top_k=self.top_k.value, top_p=self.top_p.value,
+                     cfg_coef=self.cfg_coef.value, seed=self.seed.value)
+        text = self.description.value.strip() or None
+        if self.remix.value:
+            result = remix(mix, text, model, SAMPLE_RATE, **knobs)
+            return result, {"mix": mix, "removed": result.removed, "synth": result.synth, "remixed": result.remixed}
+        result = generate(mix, text, model, SAMPLE_RATE, **knobs)
+        return result, {"mix": mix, "synth": result.synth}
 
     def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
         # Set the panel's outputs from the kernel (rather than capturing with `with output:`):
@@ -150,29 +192,27 @@ class GeneratePanel:
         """
         from .errors import SynthGenError
         from .evaluate import si_sdr
-        from .separate import separate
 
         self.output.outputs = ()
         try:
             label, path = self._input()
             model = str(self.model.value)
             mix = load_audio(path, SAMPLE_RATE)
-            kwargs = {"wiener": True} if self.wiener.value and "lstm" in model else {}
-            result = separate(mix, model, SAMPLE_RATE, **kwargs)
+            result, stems = self._run(model, mix)
         except SynthGenError as exc:
             self._emit(in_panel, text=f"error: {exc}")
             return None
-        stems = {"mix": mix, "synth": result.synth, "residual": result.residual}
         scores = {}
-        if label in self.references:
+        if "residual" in stems and label in self.references:
             reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
             stems["reference"] = reference
             scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
-        folder = self.project / "generated" / f"{label}-{Path(model).stem}"
+        name = Path(model).parent.name if Path(model).name == "best.pt" else Path(model).name
+        folder = self.project / "generated" / f"{label}-{name}"
         result.save(folder)
-        self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=f"{label} — {Path(model).stem}",
-                                                  scores=scores))
-        self._emit(in_panel, text=f"saved {folder}/synth.wav and residual.wav")
+        title = f"{label} — {name}" + (f" — “{result.description}”" if hasattr(result, "description") else "")
+        self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=title, scores=scores))
+        self._emit(in_panel, text=f"saved {', '.join(sorted(p.name for p in folder.glob('*.wav')))} in {folder}")
         if in_colab():
             from google.colab import files  # type: ignore[import-not-found]
 

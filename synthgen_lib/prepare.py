@@ -87,14 +87,22 @@ def _short_note(source: TrackSource, ws: WindowSet) -> list[str]:
                if source.kind == "musdb" else "")]
 
 
-def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, channels: int) -> None:
+SILENT_DB = -60.0  # a stem whose peak stays below this is "all silent"
+
+
+def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, channels: int) -> list[str]:
+    """Write one track; returns which of its stems are all silent."""
     audio = source.load(name, sample_rate, channels)
+    floor = 10 ** (SILENT_DB / 20)
+    silent = [stem for stem in ("mix", "synth")
+              if not getattr(audio, stem).numel() or float(getattr(audio, stem).abs().max()) < floor]
     # One gain for mix and synth (only if needed) so that they still line up after quantisation.
     peak = float(torch.maximum(audio.mix.abs().max(), audio.synth.abs().max()))
     gain = 0.999 / peak if peak > 0.999 else 1.0
     save_audio(out / "synth" / f"{name}.wav", audio.synth * gain, sample_rate, clip="none")
     write_text_atomic(out / "description" / f"{name}.txt", audio.description + "\n")
     save_audio(out / "mix" / f"{name}.wav", audio.mix * gain, sample_rate, clip="none")  # last: marks done
+    return silent
 
 
 def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
@@ -133,8 +141,15 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
     if output is not None:
         out = Path(output)
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
+        silent: dict[str, list[str]] = {"mix": [], "synth": []}
         for name in tqdm(todo, desc="writing tracks", disable=not progress or not todo):
-            _write_track(src, name, out, sample_rate, channels)
+            for stem in _write_track(src, name, out, sample_rate, channels):
+                silent[stem].append(name)
+        for stem, names in silent.items():
+            if names:
+                report.notes.append(f"{len(names)} track(s) with an all-silent {stem} stem (peak below {SILENT_DB:g} "
+                                    f"dBFS): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} — kept, as "
+                                    "examples without a synth; remove them if the export went wrong")
         report.output, report.written = str(out), len(todo)
         write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
     return report

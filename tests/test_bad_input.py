@@ -6,6 +6,7 @@ no traceback. ``test_readme_lists_every_case`` keeps the README table in step wi
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -109,6 +110,20 @@ CASES = [
      lambda t: _separate(t, _wav(t / "x.wav"), (torch.save({"x": _Evil()}, t / "evil.pt"), t / "evil.pt")[-1])),
     ("a .pt file that is not a SynthGen checkpoint", "refused", "not a SynthGen checkpoint",
      lambda t: _separate(t, _wav(t / "x.wav"), (torch.save({"w": torch.zeros(2)}, t / "o.pt"), t / "o.pt")[-1])),
+    ("all-silent synth stem in a dataset", "kept, stated", "track(s) with an all-silent synth stem",
+     lambda t: ["prepare", "--source", "folder", "--output", str(t / "out"), "--root",
+                str((_dataset(t / "ds"), write(t / "ds" / "synth" / "a.wav", np.zeros((1, 16000 * 12), np.float32),
+                                               16000), t / "ds")[-1])]),
+    ("SynthGen tokens folder never encoded", "refused", "no manifest.json — encode the dataset first",
+     lambda t: ["train", "--model", "synthgen", "--data", str((t / "codes").mkdir() or t / "codes"),
+                "--output", str(t / "r")]),
+    ("token manifest entry pointing outside its folder", "refused", "it points outside the dataset folder",
+     lambda t: ["train", "--model", "synthgen", "--data", str(_put(t / "codes" / "manifest.json", json.dumps(
+         {"format": "synthgen-codes", "settings": {}, "model": {}, "counts": {"train": 1, "valid": 1},
+          "shards": [{"file": "../../secret.pt", "windows": 2}]})).parent), "--output", str(t / "r")]),
+    ("a separation checkpoint given to generate", "refused", "this is a 'lstm' checkpoint, not 'synthgen'",
+     lambda t: ["generate", str(_wav(t / "x.wav")), "--model", str(_checkpoint(t / "ok.pt")), "--output",
+                str(t / "g")]),
     ("invalid --model-config JSON", "refused", "--model-config is not valid JSON",
      lambda t: ["train", "--model", "lstm", "--data", "synthetic", "--output", str(t / "r"), "--model-config", "{oops"]),
 ]

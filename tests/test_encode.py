@@ -75,3 +75,74 @@ def test_missing_or_corrupt_manifest_and_shards_get_one_clear_line(tmp_path, syn
     (folder / "shard-00000.pt").write_bytes(b"truncated")
     with pytest.raises(DatasetError, match="shard-00000.pt: unreadable shard"):
         Codes(folder).dataset("train")
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("entry", ["../outside.pt", "/etc/passwd", "a/../../b.pt"])
+def test_manifest_entries_cannot_leave_the_dataset_folder(tmp_path, synthgen_codes, entry):
+    folder = tmp_path / "codes"
+    folder.mkdir()
+    manifest = json.loads((synthgen_codes[0] / "manifest.json").read_text())
+    manifest["shards"] = [{"file": entry, "windows": 1, "splits": {"train": 1, "valid": 0}}]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="refusing"):
+        Codes(folder).dataset("train")
+
+
+def test_a_malicious_shard_is_refused_and_never_runs(tmp_path, synthgen_codes):
+    import pickle
+
+    folder = tmp_path / "codes"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    (folder / "manifest.json").write_text((synthgen_codes[0] / "manifest.json").read_text())
+    with open(folder / "shard-00000.pt", "wb") as f:
+        pickle.dump({"synth": _Marker(str(marker))}, f)
+    with pytest.raises(DatasetError, match="shard-00000.pt: unreadable shard"):
+        Codes(folder).dataset("train")
+    assert not marker.exists()
+
+
+def test_an_encode_killed_with_sigkill_leaves_no_half_shard_and_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    settings = dict(TINY_SYNTHGEN)
+    script = tmp_path / "encode_run.py"
+    script.write_text(textwrap.dedent(f"""
+        from synthgen_lib.data.synthetic import SyntheticSource
+        from synthgen_lib.encode import encode
+        encode(SyntheticSource(num_tracks=8, seed=11, track_duration=12.0), {str(tmp_path / 'codes')!r},
+               {settings!r}, hop=1.0, shard_size=4, batch_size=2, progress=False)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
+    manifest = tmp_path / "codes" / "manifest.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.is_file() and len(json.loads(manifest.read_text())["shards"]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the encode finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    listed = {s["file"] for s in json.loads(manifest.read_text())["shards"]}
+    on_disk = {p.name for p in (tmp_path / "codes").glob("shard-*.pt")}
+    assert listed == on_disk and 2 <= len(listed) < 18  # no shard file the manifest does not vouch for
+    assert not Codes(tmp_path / "codes").complete
+    for name in listed:  # every listed shard is whole
+        torch.load(tmp_path / "codes" / name, weights_only=True)
+    report = encode(SyntheticSource(num_tracks=8, seed=11, track_duration=12.0), tmp_path / "codes", settings, hop=1.0,
+                    shard_size=4, batch_size=2, progress=False)
+    assert report.shards_skipped == len(listed) and Codes(tmp_path / "codes").complete
+    assert not list((tmp_path / "codes").glob(".shard-*"))

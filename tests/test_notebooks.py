@@ -18,18 +18,23 @@ ORDER = ["01_setup.ipynb", "02_encode_dataset.ipynb", "03_train.ipynb", "04_gene
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("colab")
+    project = root / "SynthGen"
     results = {}
-    for name in ORDER:
-        out = root / f"executed_{name}"
+    runs = [(name, name, {"AUTO_RUN": True} if "generate" in name else {}) for name in ORDER]
+    # then SynthGen: train on the tokens the Encode notebook wrote, generate with the result
+    runs += [("03_train_synthgen", "03_train.ipynb", {"MODEL": "synthgen", "RUN": "synthgen"}),
+             ("04_generate_synthgen", "04_generate.ipynb",
+              {"AUTO_RUN": True, "MODEL": str(project / "runs" / "synthgen" / "best.pt")})]
+    for key, name, extra in runs:
+        out = root / f"executed_{key}.ipynb"
         try:
             papermill.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(root), kernel_name="python3",
                                        progress_bar=False, parameters={"QUICK": True, "LOCAL_ROOT": str(root),
-                                                                       "USE_DRIVE": False,
-                                                                       **({"AUTO_RUN": True} if "generate" in name else {})})
+                                                                       "USE_DRIVE": False, **extra})
         except papermill.PapermillExecutionError as exc:
-            pytest.fail(f"{name}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}")
-        results[name] = json.loads(out.read_text())
-    return root / "SynthGen", results
+            pytest.fail(f"{key}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}")
+        results[key if key != name else name] = json.loads(out.read_text())
+    return project, results
 
 
 def _outputs(nb: dict) -> list[dict]:
@@ -69,6 +74,7 @@ def test_encode_writes_the_dataset_and_shows_players(executed):
     assert len(list((dataset / "mix").glob("*.wav"))) == 4 and (dataset / "prepare.json").is_file()
     text = _text(results["02_encode_dataset.ipynb"])
     assert "source: synthetic — 4 tracks" in text and text.count("<audio") == 2  # 1 valid window: mix + synth
+    assert "x realtime" in text and (project / "codes" / "synth64-tiny" / "manifest.json").is_file()
 
 
 def test_train_saves_checkpoints_and_plots(executed):
@@ -87,3 +93,15 @@ def test_generate_plays_and_saves_stems(executed):
     assert "data-duration='20.000'" in text
     folder = next((project / "generated").iterdir())
     assert (folder / "synth.wav").is_file() and (folder / "residual.wav").is_file()
+
+
+def test_synthgen_trains_on_the_tokens_and_generates(executed):
+    project, results = executed
+    assert (project / "runs" / "synthgen" / "best.pt").is_file()
+    text = _text(results["03_train_synthgen"])
+    assert "6 steps" in text and "true mix" in text and "shuffled mix" in text
+    text = _text(results["04_generate_synthgen"])
+    assert text.count("<audio") == 2 and "bright detuned saw lead" in text  # mix + generated synth
+    assert "data-duration='20.000'" in text
+    folder = project / "generated" / "bundled example-synthgen"
+    assert (folder / "synth.wav").is_file() and (folder / "mix.wav").is_file()

@@ -12,7 +12,7 @@ import torch
 from synthgen_lib.encode import Codes
 from synthgen_lib.errors import SynthGenError
 from synthgen_lib.models import CheckpointError, load_checkpoint, load_model
-from synthgen_lib.models.synthgen import CHROMA, MIX, SynthGen, SynthGenConfig, export
+from synthgen_lib.models.synthgen import CHROMA, MIX, SynthGen, SynthGenConfig, conditioning_report, export
 from synthgen_lib.train import TrainConfig, train
 from tests.conftest import TINY_SYNTHGEN
 
@@ -47,16 +47,19 @@ def test_cross_entropy_falls_and_best_checkpoint_reloads(trained):
 
 def test_the_mix_reaches_the_generator(trained, synthgen_codes):
     """Held-out windows: CE with each window's own mix is clearly lower than with the mix of
-    another window (shuffled across examples)."""
+    another window (shuffled across examples), and lower still than with no mix."""
     out, _ = trained
+    report = conditioning_report(out / "best.pt", Codes(synthgen_codes[0]).dataset("valid"))
+    print(report.format())
+    assert report.shuffled_mix - report.true_mix > 0.1, report
+    assert report.no_mix > report.true_mix + 0.1, report
+    # the same numbers by hand for the first two: the report scores what it says
     model = load_model(out / "best.pt")
     synth, mix, chroma, text = _batch(Codes(synthgen_codes[0]).dataset("valid"))
     perm = torch.roll(torch.arange(len(mix)), 1)
     with torch.no_grad():
-        true = model.loss(synth, mix, chroma, text).item()
-        shuffled = model.loss(synth, mix[perm], chroma[perm], text).item()
-    print(f"validation CE: true mix {true:.3f}, shuffled mix {shuffled:.3f} (nats per token)")
-    assert shuffled - true > 0.1, (true, shuffled)
+        assert model.loss(synth, mix, chroma, text).item() == pytest.approx(report.true_mix, abs=1e-4)
+        assert model.loss(synth, mix[perm], chroma[perm], text).item() == pytest.approx(report.shuffled_mix, abs=1e-4)
 
 
 def test_condition_dropout_follows_the_configured_rates():
@@ -168,3 +171,32 @@ def test_training_refuses_tokens_from_another_codec(tmp_path, synthgen_codes):
     (codes / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SynthGenError, match="another EnCodec"):
         train(codes, tmp_path / "b", TrainConfig(model="synthgen", epochs=1), progress=False)
+
+
+def test_pretrained_names_download_and_load_through_the_safe_path(tmp_path, monkeypatch):
+    """The hub path (no network here: the download returns an exported tiny model's files, or
+    a malicious one) reads both files with weights_only=True and never runs a pickle."""
+    import huggingface_hub
+
+    folder = export(SynthGen(SynthGenConfig(**TINY_SYNTHGEN)), tmp_path / "hub")
+    calls = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename))
+        return str(source / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    source = folder
+    model = SynthGen(SynthGenConfig(base="facebook/musicgen-small", use_chroma=False))
+    assert calls == [("facebook/musicgen-small", "state_dict.bin"),
+                     ("facebook/musicgen-small", "compression_state_dict.bin")]
+    assert model.n_q == TINY_SYNTHGEN["n_q"] and MIX in model.conditioners
+    source = tmp_path / "evil"
+    source.mkdir()
+    marker = tmp_path / "pwned"
+    for name in ("state_dict.bin", "compression_state_dict.bin"):
+        with open(source / name, "wb") as f:
+            pickle.dump({"best_state": _Marker(str(marker)), "xp.cfg": ""}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        SynthGen(SynthGenConfig(base="facebook/musicgen-melody"))
+    assert not marker.exists()

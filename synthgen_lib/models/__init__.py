@@ -26,6 +26,7 @@ FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "lstm": (SynthLSTM, SynthLSTMConfig),
     "encoder": (SynthEncoder, SynthEncoderConfig),
 }
+PRETRAINED_MUSICGEN = ("facebook/musicgen-melody", "facebook/musicgen-small")  # SynthGen bases on the hub
 NAMES = (*FAMILIES, "synthgen")  # synthgen imports audiocraft (slow): loaded on first use
 
 
@@ -170,6 +171,6 @@ def list_models() -> list[tuple[str, str, str, bool]]:
     return [(name, fam, text, (ASSETS / rel).is_file()) for name, (fam, rel, text) in BUNDLED.items()]
 
 
-__all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
+__all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
            "SynthLSTMConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
            "save_checkpoint"]

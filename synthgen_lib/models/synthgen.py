@@ -63,7 +63,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from audiocraft.models import CompressionModel, builders, loaders
+from audiocraft.models import CompressionModel, builders
 from audiocraft.modules.chroma import ChromaExtractor
 from audiocraft.modules.transformer import create_sin_embedding
 from audiocraft.modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDropout, ConditionFuser,
@@ -73,8 +73,9 @@ from audiocraft.utils.utils import length_to_mask
 from omegaconf import OmegaConf
 
 from ..errors import SynthGenError
+from . import PRETRAINED_MUSICGEN
 
-PRETRAINED = ("facebook/musicgen-melody", "facebook/musicgen-small")
+PRETRAINED = PRETRAINED_MUSICGEN
 MIX, CHROMA, TEXT = "mix", "self_wav", "description"
 FUSE_CHOICES = ("auto", "sum+cross", "cross", "sum", "prepend")
 
@@ -370,33 +371,49 @@ def _safe_extra(path: Path) -> dict:
         raise CheckpointError(f"{path}: refused — not a plain-tensor file ({str(exc).splitlines()[0][:120]})") from None
 
 
+def _hub_files(name: str) -> Path:
+    """Download a pretrained MusicGen's two files from the Hugging Face hub (as audiocraft
+    does) into the hub cache; returns the folder holding them."""
+    import audiocraft
+    from huggingface_hub import hf_hub_download
+
+    for filename in ("state_dict.bin", "compression_state_dict.bin"):
+        path = hf_hub_download(repo_id=name, filename=filename, library_name="audiocraft",
+                               library_version=audiocraft.__version__)
+    return Path(path).parent
+
+
 def _load_base(base: str, device: str) -> tuple[nn.Module, nn.Module, dict | None, dict | None]:
-    """LM and EnCodec of a pretrained name (hub, as audiocraft loads them) or an export folder
-    (read safely here, rebuilt by audiocraft's builders)."""
+    """LM and EnCodec of an export folder or a pretrained name (downloaded from the hub).
+
+    Both are read here with ``torch.load(weights_only=True)`` and rebuilt with audiocraft's
+    builders — the same result as ``audiocraft.models.loaders``, but never through an
+    unrestricted unpickling (audiocraft's loaders call ``torch.load`` without
+    ``weights_only``, which on torch < 2.6 means full pickle).
+    """
     folder = Path(base)
-    if folder.is_dir():
-        lm_pkg = _safe_package(folder / "state_dict.bin")
-        lm_cfg = OmegaConf.create(lm_pkg["xp.cfg"])
-        lm_cfg.device, lm_cfg.dtype = device, "float32"
-        chroma = lm_cfg.get("conditioners", {}).get(CHROMA, {}).get("chroma_stem", {})
-        if "cache_path" in chroma:
-            del chroma["cache_path"]
-        lm = builders.get_lm_model(lm_cfg)
-        lm.load_state_dict(lm_pkg["best_state"])
-        codec_pkg = _safe_package(folder / "compression_state_dict.bin", codec=True)
-        if "pretrained" in codec_pkg:  # a reference to the hub's EnCodec, as MusicGen exports it
-            return lm, CompressionModel.get_pretrained(codec_pkg["pretrained"], device=device).eval(), \
-                OmegaConf.to_container(lm_cfg), None
-        codec_cfg = OmegaConf.create(codec_pkg["xp.cfg"])
-        codec_cfg.device = device
-        codec = builders.get_compression_model(codec_cfg)
-        codec.load_state_dict(codec_pkg["best_state"])
-        return lm, codec.eval(), OmegaConf.to_container(lm_cfg), OmegaConf.to_container(codec_cfg)
-    if base not in PRETRAINED:
-        raise SynthGenError(f"unknown SynthGen base {base!r}: use 'tiny', {', '.join(PRETRAINED)} or an export folder")
-    lm = loaders.load_lm_model(base, device=device).float()
-    codec = loaders.load_compression_model(base, device=device)
-    return lm, codec.eval(), OmegaConf.to_container(lm.cfg), None
+    if not folder.is_dir():
+        if base not in PRETRAINED:
+            raise SynthGenError(f"unknown SynthGen base {base!r}: use 'tiny', {', '.join(PRETRAINED)} or an "
+                                "export folder")
+        folder = _hub_files(base)
+    lm_pkg = _safe_package(folder / "state_dict.bin")
+    lm_cfg = OmegaConf.create(lm_pkg["xp.cfg"])
+    lm_cfg.device, lm_cfg.dtype = device, "float32"
+    chroma = lm_cfg.get("conditioners", {}).get(CHROMA, {}).get("chroma_stem", {})
+    if "cache_path" in chroma:
+        del chroma["cache_path"]
+    lm = builders.get_lm_model(lm_cfg)
+    lm.load_state_dict(lm_pkg["best_state"])
+    codec_pkg = _safe_package(folder / "compression_state_dict.bin", codec=True)
+    if "pretrained" in codec_pkg:  # a reference to the hub's EnCodec, as MusicGen ships it
+        codec = CompressionModel.get_pretrained(codec_pkg["pretrained"], device=device)
+        return lm, codec.eval(), OmegaConf.to_container(lm_cfg), {"pretrained": codec_pkg["pretrained"]}
+    codec_cfg = OmegaConf.create(codec_pkg["xp.cfg"])
+    codec_cfg.device = device
+    codec = builders.get_compression_model(codec_cfg)
+    codec.load_state_dict(codec_pkg["best_state"])
+    return lm, codec.eval(), OmegaConf.to_container(lm_cfg), OmegaConf.to_container(codec_cfg)
 
 
 class SynthGen(nn.Module):
@@ -551,13 +568,17 @@ class SynthGen(nn.Module):
         """
         conditions = self.conditions(mix_codes, chroma if chroma is not None and chroma.numel() else None,
                                      descriptions, dropout=self.training)
+        loss = self.token_loss(synth_codes, conditions)
+        return (loss, None) if return_estimate else loss
+
+    def token_loss(self, synth_codes: torch.Tensor, conditions: list[ConditioningAttributes]) -> torch.Tensor:
+        """Mean over codebooks of the cross-entropy of ``synth_codes`` given ``conditions``."""
         out = self.lm.compute_predictions(synth_codes.long(), conditions)
         losses = []
         for k in range(self.n_q):
             valid = out.mask[:, k].bool()
             losses.append(nn.functional.cross_entropy(out.logits[:, k][valid].float(), synth_codes[:, k][valid].long()))
-        loss = torch.stack(losses).mean()
-        return (loss, None) if return_estimate else loss
+        return torch.stack(losses).mean()
 
     # -- generation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -622,6 +643,53 @@ class SynthGen(nn.Module):
         return {k: v.detach().cpu().clone() for k, v in state.items() if not any(k.startswith(p) for p in ours)}
 
 
+@dataclass
+class ConditioningReport:
+    """Validation cross-entropy (nats per token) with the true mix, another window's mix, and
+    no mix at all: how much the model listens to the mix."""
+
+    true_mix: float
+    shuffled_mix: float
+    no_mix: float
+    windows: int
+
+    def format(self) -> str:
+        return (f"validation cross-entropy over {self.windows} windows (nats per token): true mix {self.true_mix:.3f}, "
+                f"shuffled mix {self.shuffled_mix:.3f}, no mix {self.no_mix:.3f}")
+
+
+@torch.no_grad()
+def conditioning_report(model: "SynthGen | str | Path", dataset, batch_size: int = 16) -> ConditioningReport:
+    """Score ``dataset`` (a :class:`~synthgen_lib.encode.CodesDataset`) three ways. For the
+    shuffled score window ``i`` gets window ``i - 1``'s mix (with a single window: its own
+    mix rotated by half its length, so every frame meets another moment of the song)."""
+    from . import load_model
+
+    net = model if isinstance(model, nn.Module) else load_model(model, family="synthgen")
+    net.eval()
+    n = len(dataset)
+    if n == 0:
+        raise SynthGenError("conditioning_report needs at least one window")
+    items = [dataset[i] for i in range(n)]
+    synth, mix, chroma = (torch.stack([x[j] for x in items]).to(net._device) for j in range(3))
+    text = [x[3] for x in items]
+    if n == 1:
+        other_mix, other_chroma = mix.roll(mix.shape[-1] // 2, -1), chroma.roll(chroma.shape[1] // 2, 1)
+    else:
+        other_mix, other_chroma = mix.roll(1, 0), chroma.roll(1, 0)
+    totals = {"true": 0.0, "shuffled": 0.0, "none": 0.0}
+    for i in range(0, n, batch_size):
+        s = slice(i, i + batch_size)
+        b = len(text[s])
+        totals["true"] += net.loss(synth[s], mix[s], chroma[s], text[s]).item() * b
+        totals["shuffled"] += net.loss(synth[s], other_mix[s], other_chroma[s], text[s]).item() * b
+        conditions = net.conditions(mix[s], chroma[s] if chroma.numel() else None, text[s])
+        for c in conditions:
+            c.wav = {k: nullify_wav(v) for k, v in c.wav.items()}
+        totals["none"] += net.token_loss(synth[s], conditions).item() * b
+    return ConditioningReport(totals["true"] / n, totals["shuffled"] / n, totals["none"] / n, n)
+
+
 def export(model: SynthGen, folder: str | Path) -> Path:
     """Write ``model`` in audiocraft's export format plus our conditioners.
 
@@ -638,12 +706,12 @@ def export(model: SynthGen, folder: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lm_pkg = {"best_state": model.native_lm_state(), "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.lm_cfg)),
               "version": __version__, "exported": True}
-    if model.codec_cfg is not None:
+    if "pretrained" in model.codec_cfg:  # the hub's EnCodec, referenced by name as MusicGen does
+        codec_pkg = {"pretrained": model.codec_cfg["pretrained"], "exported": True, "version": __version__}
+    else:
         codec_pkg = {"best_state": {k: v.cpu() for k, v in model.codec.state_dict().items()},
                      "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.codec_cfg)), "version": __version__,
                      "exported": True}
-    else:
-        codec_pkg = {"pretrained": "facebook/encodec_32khz", "exported": True, "version": __version__}
     ours = {n: {k: v.cpu() for k, v in model.conditioners[n].state_dict().items()}
             for n in (MIX, CHROMA) if n in model.conditioners}
     extra = {"config": {**dataclasses.asdict(model.config), "base": str(out), "lora_rank": 0},
