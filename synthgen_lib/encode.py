@@ -107,6 +107,9 @@ def encode(source: TrackSource | str | Path = "synthetic", output_dir: str | Pat
     if not isinstance(source, TrackSource):
         source = open_source("synthetic", seed=seed) if str(source) == "synthetic" else open_source("folder", source)
     net = _resolve_model(model, dev)
+    if net.config.demucs_chroma:
+        raise SynthGenError("demucs_chroma is for generating with the pretrained melody model; encode caches the "
+                            "mix chroma instead — encode without it")
     window = window or net.config.window
     ws = make_windows(source.tracks(), window, hop, valid_fraction, seed)
     windows = ws.windows

@@ -59,7 +59,8 @@ class Remix:
 
 def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
     """A SynthGen model from an instance, a checkpoint (``.pt``), an export folder, ``tiny``
-    or a pretrained MusicGen name (used as audiocraft trained it: text + melody chroma)."""
+    or a pretrained MusicGen name (used as released: text, and for melody the Demucs-filtered
+    chroma of the mix; no mix tokens, which only a fine-tuned model has learnt)."""
     from .models import load_model
     from .models.synthgen import PRETRAINED, SynthGen, SynthGenConfig
 
@@ -70,7 +71,8 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
         return model.to(device).eval()
     name = str(model)
     if name in PRETRAINED:
-        return SynthGen(SynthGenConfig(base=name, mix_tokens=False, use_chroma=name.endswith("melody")),
+        melody = name.endswith("melody")
+        return SynthGen(SynthGenConfig(base=name, mix_tokens=False, use_chroma=melody, demucs_chroma=melody),
                         device=str(device)).to(device).eval()
     if name == "tiny" or Path(name).is_dir():
         return SynthGen(SynthGenConfig(base=name), device=str(device)).to(device).eval()

@@ -200,3 +200,36 @@ def test_pretrained_names_download_and_load_through_the_safe_path(tmp_path, monk
     with pytest.raises(CheckpointError, match="refused"):
         SynthGen(SynthGenConfig(base="facebook/musicgen-melody"))
     assert not marker.exists()
+
+
+def test_demucs_chroma_keeps_audiocrafts_conditioner_and_feeds_it_the_mix_waveform():
+    """musicgen-melody as released runs Demucs + chroma on the mix itself; offline we stand in
+    a recording WaveformConditioner for audiocraft's ChromaStemConditioner."""
+    from audiocraft.modules.conditioners import WaveformConditioner
+
+    class RecordingStems(WaveformConditioner):
+        def __init__(self):
+            super().__init__(12, TINY_SYNTHGEN["dim"], "cpu")
+            self.seen = []
+
+        def _downsampling_factor(self):
+            return 1
+
+        def _get_wav_embedding(self, x):
+            self.seen.append((x.wav.shape, x.sample_rate[0]))
+            return torch.zeros(x.wav.shape[0], 3, 12)
+
+    model = SynthGen(SynthGenConfig(**TINY_SYNTHGEN, use_chroma=False)).eval()
+    model.conditioners[CHROMA] = stems = RecordingStems()
+    model.native.add(CHROMA)
+    model._fuse(CHROMA, "prepend")
+    mix = 0.1 * torch.randn(1, 1, model.sample_rate)
+    wav = model.mix_chroma(mix)
+    assert wav.shape == (1, model.sample_rate)  # the waveform, not chroma frames
+    model.generate_codes(model.encode_audio(mix), wav, "pad", top_k=10, cfg_coef=1.0)
+    # one conditional and one nullified (classifier-free guidance) row, the mix at the model's rate
+    assert stems.seen and stems.seen[0] == (torch.Size([2, 1, model.sample_rate]), model.sample_rate)
+    with pytest.raises(SynthGenError, match="demucs_chroma"):
+        from synthgen_lib.encode import encode
+
+        encode("synthetic", "unused", {**TINY_SYNTHGEN, "demucs_chroma": True}, progress=False)

@@ -99,6 +99,10 @@ class SynthGenConfig:
             layers (tiny, musicgen-small), else ``sum`` (musicgen-melody prepends its conditions
             and has none).
         use_chroma: condition on the mix's chroma as well (``self_wav``).
+        demucs_chroma: keep audiocraft's own ChromaStemConditioner where the base has one
+            (musicgen-melody): Demucs removes drums and bass before the chroma, exactly as
+            released. For generating with the pretrained model; training reads the chroma cached
+            at encode time instead, so encode refuses this setting.
         text_dropout, mix_dropout, cfg_dropout: per-example training dropout of the description,
             of the mix conditions, and of all conditions at once (for classifier-free guidance).
         lora_rank: rank of the LoRA adapters; 0 fine-tunes every LM weight.
@@ -119,6 +123,7 @@ class SynthGenConfig:
     mix_tokens: bool = True
     mix_fuse: str = "auto"
     use_chroma: bool = True
+    demucs_chroma: bool = False
     text_dropout: float = 0.1
     mix_dropout: float = 0.1
     cfg_dropout: float = 0.1
@@ -468,7 +473,9 @@ class SynthGen(nn.Module):
         c, fuser = self.config, self.lm.fuser
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed + 1)
-            if c.use_chroma:
+            if c.use_chroma and c.demucs_chroma and CHROMA in self.native:
+                pass  # audiocraft's conditioner stays: it takes the mix waveform (see conditions())
+            elif c.use_chroma:
                 old = self.conditioners[CHROMA] if CHROMA in self.native else None
                 chroma = old.chroma if old is not None else ChromaExtractor(self.sample_rate, n_chroma=12,
                                                                             radix2_exp=12 if self.sample_rate <= 16000 else 13)
@@ -517,10 +524,15 @@ class SynthGen(nn.Module):
 
     @torch.no_grad()
     def mix_chroma(self, wav: torch.Tensor) -> torch.Tensor | None:
-        """Chroma ``(batch, frames, 12)`` of ``wav`` (``None`` when the model uses no chroma)."""
+        """Chroma ``(batch, frames, 12)`` of ``wav`` (``None`` when the model uses no chroma;
+        the mono waveform itself when audiocraft's Demucs chroma conditioner is kept, which
+        computes its chroma from the audio)."""
         if CHROMA not in self.conditioners:
             return None
-        return self.conditioners[CHROMA].chroma(wav.mean(1, keepdim=True).to(self._device)).float()
+        mono = wav.mean(1, keepdim=True).to(self._device)
+        if not isinstance(self.conditioners[CHROMA], MixChromaConditioner):
+            return mono[:, 0]
+        return self.conditioners[CHROMA].chroma(mono).float()
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -551,7 +563,12 @@ class SynthGen(nn.Module):
             if CHROMA in self.conditioners:
                 if chroma is None:
                     raise SynthGenError("this SynthGen model conditions on chroma: pass the mix chroma")
-                wav[CHROMA] = pack(chroma[i])
+                if isinstance(self.conditioners[CHROMA], MixChromaConditioner):
+                    wav[CHROMA] = pack(chroma[i])
+                else:  # audiocraft's own: the mix waveform at our rate
+                    audio = chroma[i].float().reshape(1, 1, -1)
+                    wav[CHROMA] = WavCondition(audio, torch.tensor([audio.shape[-1]]), [self.sample_rate], [None],
+                                               [None])
             if drop_mix[i]:
                 wav = {k: nullify_wav(v) for k, v in wav.items()}
             text = None if drop_text[i] else (descriptions[i] or c.default_description)
