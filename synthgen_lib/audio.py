@@ -255,6 +255,19 @@ def save_audio(
     return path
 
 
+def save_stems(folder: str | Path, stems: dict[str, torch.Tensor], sample_rate: int, bits: int = 32) -> Path:
+    """Write each ``(channels, samples)`` stem as ``folder/NAME.wav``; returns ``folder``.
+
+    Stems that add up to the mix keep their exact levels: float (32-bit) files are written
+    as they are, integer ones clamped rather than rescaled (rescaling one would break the sum).
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, wav in stems.items():
+        save_audio(out / f"{name}.wav", wav, sample_rate, bits=bits, clip="none" if bits == 32 else "clamp")
+    return out
+
+
 class AudioWriter:
     """Write a long file block by block (bounded memory), atomically.
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .audio import convert_channels, resample, save_audio
+from .audio import convert_channels, resample, save_stems
 from .errors import SynthGenError
 
 
@@ -30,12 +30,8 @@ class Generation:
     description: str
 
     def save(self, folder: str | Path, bits: int = 32) -> Path:
-        """Write ``synth.wav`` (and ``mix.wav``) into ``folder``; returns the folder."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        save_audio(out / "synth.wav", self.synth, self.sample_rate, bits=bits)
-        save_audio(out / "mix.wav", self.mix, self.sample_rate, bits=bits)
-        return out
+        """Write ``synth.wav`` and ``mix.wav`` into ``folder``; returns the folder."""
+        return save_stems(folder, {"synth": self.synth, "mix": self.mix}, self.sample_rate, bits)
 
 
 @dataclass
@@ -50,11 +46,9 @@ class Remix:
     description: str
 
     def save(self, folder: str | Path, bits: int = 32) -> Path:
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("mix", "removed", "synth", "remixed"):
-            save_audio(out / f"{name}.wav", getattr(self, name), self.sample_rate, bits=bits)
-        return out
+        """Write ``mix``, ``removed``, ``synth`` and ``remixed`` WAVs into ``folder``."""
+        return save_stems(folder, {n: getattr(self, n) for n in ("mix", "removed", "synth", "remixed")},
+                          self.sample_rate, bits)
 
 
 def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
@@ -198,9 +192,7 @@ def generate_files(inputs: list[str | Path], model, output: str | Path, descript
         else:
             result = generate(mix, description, net, info_rate, device=dev, **generate_kwargs)
             stems = {"synth": result.synth}
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, wav in stems.items():
-            save_audio(folder / f"{name}.wav", wav, info_rate, bits=bits)
+        save_stems(folder, stems, info_rate, bits)
         yield path, folder
 
 

@@ -29,12 +29,9 @@ class Separation:
     def save(self, folder: str | Path, bits: int = 32) -> Path:
         """Write ``folder/synth.wav`` and ``folder/residual.wav`` (float by default, so that
         synth + residual is exactly the mix); returns ``folder``."""
-        from .audio import save_audio
+        from .audio import save_stems
 
-        clip = "none" if bits == 32 else "clamp"  # rescaling one stem would break the sum
-        save_audio(Path(folder) / "synth.wav", self.synth, self.sample_rate, bits=bits, clip=clip)
-        save_audio(Path(folder) / "residual.wav", self.residual, self.sample_rate, bits=bits, clip=clip)
-        return Path(folder)
+        return save_stems(folder, {"synth": self.synth, "residual": self.residual}, self.sample_rate, bits)
 
 
 def _fade_weights(length: int, fade: int, device) -> torch.Tensor:

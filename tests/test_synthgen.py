@@ -159,6 +159,13 @@ def test_a_malicious_export_is_refused_and_never_runs(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         SynthGen(SynthGenConfig(base=str(folder)))
     assert not marker.exists()
+    # a good export whose side file of conditioner weights is the malicious one
+    good = export(SynthGen(SynthGenConfig(**TINY_SYNTHGEN)), tmp_path / "good")
+    with open(good / "synthgen.pt", "wb") as f:
+        pickle.dump({"conditioners": _Marker(str(marker))}, f)
+    with pytest.raises(CheckpointError, match="synthgen.pt: refused"):
+        SynthGen(SynthGenConfig(base=str(good)))
+    assert not marker.exists()
 
 
 def test_training_refuses_tokens_from_another_codec(tmp_path, synthgen_codes):
