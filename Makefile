@@ -18,6 +18,7 @@ install-test: install
 	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	$(PIP) install -q -r requirements-test.txt
+	$(PIP) install -q --no-deps -r requirements-bench.txt
 
 demo: install
 	synthgen demo --output $(OUT)/demo

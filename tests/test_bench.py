@@ -45,3 +45,15 @@ def test_synthgen_benchmark_quick_mode_prints_memory_and_throughput():
         gb = {(r[2].split()[0], r[4], r[5]): float(r[6]) for r in memory if r[0] == name}
         assert gb[("LoRA", "fp16 autocast", "yes")] < gb[("full", "fp32", "no")]
     assert len(throughput) == 2 and all(float(r[2]) > 0 for r in throughput)
+
+
+def test_peer_comparison_quick_mode_trains_and_scores_all_four():
+    out = subprocess.run([sys.executable, "-m", "bench.peers", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r[0]: r for r in _rows(out.stdout)}
+    assert set(rows) == {"SynthLSTM", "Open-Unmix", "SynthEncoder", "Demucs (v2 waveform)", "mix", "oracle"}
+    for name in ("SynthLSTM", "Open-Unmix", "SynthEncoder", "Demucs (v2 waveform)"):
+        assert int(rows[name][2]) > 0 and int(rows[name][3]) > 0  # trained some steps, scored some windows
+    medians = {name: float(row[4]) for name, row in rows.items()}
+    assert medians["oracle"] > medians["mix"]  # the reference points are computed, and sane
