@@ -181,6 +181,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--greedy", action="store_true", help="take the likeliest token instead of sampling")
     p.add_argument("--window", type=_positive(float), default=None, help="seconds per window (default: model's)")
     p.add_argument("--overlap", type=float, default=2.0, help="seconds each window continues from (default 2)")
+    p.add_argument("--primer", default=None, help="audio file with a synth line to continue (kept unchanged)")
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
     p.set_defaults(func=_run_generate)
 
@@ -190,6 +191,7 @@ def _run_generate(args) -> int:
 
     for src, folder in generate_files(args.inputs, args.model, args.output, args.description,
                                       remix_synth=args.remix, separator=args.separator, bits=args.bits,
+                                      primer=args.primer,
                                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                       cfg_coef=args.cfg_coef, seed=args.seed, use_sampling=not args.greedy,
                                       window=args.window, overlap=args.overlap, progress=True):

@@ -4,6 +4,7 @@ SynthGen training.
 Drive is slow with thousands of small files, so windows go into a few large shards::
 
     DIR/manifest.json     settings, the codec's fingerprint, the finished shards
+    DIR/codec.pt          the EnCodec weights, when the codec is not a hub model (tiny)
     DIR/shard-00000.pt    {"synth": int16 (N, n_q, frames), "mix": int16 (N, n_q, frames),
                            "chroma": float16 (N, chroma_frames, 12) or (N, 0, 12),
                            "description": [str], "track": [str], "start": float32 (N,), "split": [str]}
@@ -32,6 +33,7 @@ from .fileio import atomic_path, write_text_atomic
 
 FORMAT = "synthgen-codes"
 MANIFEST = "manifest.json"
+CODEC = "codec.pt"
 
 
 @dataclass
@@ -130,6 +132,11 @@ def encode(source: TrackSource | str | Path = "synthetic", output_dir: str | Pat
             raise SynthGenError(f"{path}: this folder holds an encode made with other settings ({', '.join(changed)}) "
                                 "— use another output folder, or the same settings to resume")
         manifest["shards"] = [s for s in old["shards"] if (out / s["file"]).is_file()]
+    if "pretrained" not in (net.codec_cfg or {}) and not (out / CODEC).is_file():
+        # a codec not on the hub (tiny, or a local export) travels with its tokens: built in
+        # another process (other thread count) its k-means codebooks could differ
+        with atomic_path(out / CODEC) as tmp:
+            torch.save({k: v.cpu() for k, v in net.codec.state_dict().items()}, tmp)
     done = {s["file"] for s in manifest["shards"]}
     for stale in out.glob(".shard-*"):  # temp files of a killed run
         stale.unlink(missing_ok=True)
@@ -200,6 +207,17 @@ class Codes:
         self.settings: dict = self.manifest["settings"]
         self.model_config: dict = self.manifest["model"]
         self._items: list[dict] | None = None
+
+    def load_codec_into(self, model) -> None:
+        """Give ``model`` the codec these tokens were made with, when it travels with them."""
+        path = self.folder / CODEC
+        if path.is_file():
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise DatasetError(f"{path}: unreadable codec ({str(exc).splitlines()[0][:120]}) — encode the "
+                                   "dataset again into a new folder") from None
+            model.codec.load_state_dict(state)
 
     @property
     def complete(self) -> bool:

@@ -77,8 +77,8 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
 def generate(mix: torch.Tensor, description: str | None = None, model="facebook/musicgen-melody",
              sample_rate: int | None = None, *, window: float | None = None, overlap: float = 2.0,
              use_sampling: bool = True, temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0,
-             cfg_coef: float = 3.0, seed: int | None = 0, device: str | torch.device | None = None,
-             progress: bool = False) -> Generation:
+             cfg_coef: float = 3.0, seed: int | None = 0, primer: torch.Tensor | None = None,
+             device: str | torch.device | None = None, progress: bool = False) -> Generation:
     """Generate a synth stem for ``mix``.
 
     Args:
@@ -95,6 +95,9 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
             overrides ``top_k`` when set).
         cfg_coef: classifier-free guidance strength (1: none; MusicGen uses 3).
         seed: seeds the sampling (same seed, same stem); ``None`` leaves the RNG as it is.
+        primer: a synth line to continue, ``(channels, samples)`` or ``(samples,)`` at
+            ``sample_rate``: the stem starts with it unchanged and the model carries on from its
+            tokens (the first window's prompt). Longer than the mix: cut to the mix.
         device: default CUDA when available.
         progress: show a progress bar over windows.
     Returns:
@@ -117,6 +120,13 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
         starts.append(starts[-1] + size - keep)
     mono = nn.functional.pad(mono, (0, total * hop - mono.shape[-1]))
     codes = torch.zeros(1, net.n_q, total, dtype=torch.long, device=dev)
+    primed = 0  # frames fixed by the primer
+    if primer is not None:
+        p = (primer[None] if primer.dim() == 1 else primer).float()
+        p_mono = resample(p.mean(0, keepdim=True), sample_rate, rate)[..., : total * hop]
+        primed = min(math.ceil(p_mono.shape[-1] / hop), size - 1)
+        padded = nn.functional.pad(p_mono, (0, primed * hop - p_mono.shape[-1]))[..., : primed * hop]
+        codes[..., :primed] = net.encode_audio(padded[None].to(dev))[..., :primed]
     out = torch.zeros(total * hop)
     description = description or net.config.default_description
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -126,7 +136,7 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
             frames = min(size, total - start)
             piece = mono[:, start * hop:(start + frames) * hop][None].to(dev)
             mix_codes = net.encode_audio(piece)[..., :frames]
-            prompt = codes[..., start:start + keep] if i > 0 and keep else None
+            prompt = codes[..., start:start + keep] if i > 0 and keep else (codes[..., :primed] if primed else None)
             if prompt is not None and prompt.shape[-1] >= frames:
                 continue  # nothing new in this window (the mix ends inside the overlap)
             new = net.generate_codes(mix_codes, net.mix_chroma(piece), description, prompt,
@@ -143,6 +153,9 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
     n = x.shape[-1]
     synth = nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n]
     synth = convert_channels(synth, x.shape[0])
+    if primer is not None:  # the primer itself, not its decoded tokens
+        p = convert_channels((primer[None] if primer.dim() == 1 else primer).float(), x.shape[0])[..., :n]
+        synth[..., : p.shape[-1]] = p
     if squeeze:
         synth = synth[0]
     return Generation(mix=mix.float(), synth=synth, sample_rate=sample_rate, description=description)
@@ -171,11 +184,13 @@ def remix(mix: torch.Tensor, description: str | None = None, model="facebook/mus
 
 
 def generate_files(inputs: list[str | Path], model, output: str | Path, description: str | None = None, *,
-                   remix_synth: bool = False, separator="synthlstm-demo", bits: int = 24, **generate_kwargs):
+                   remix_synth: bool = False, separator="synthlstm-demo", bits: int = 24,
+                   primer: str | Path | None = None, **generate_kwargs):
     """Generate a synth for audio files (folders are walked); yields ``(input, output folder)``.
 
     Writes ``output/X/synth.wav`` for each input ``X.ext`` at its rate and channel count; with
-    ``remix_synth`` also ``removed.wav`` (the old synth) and ``remixed.wav``.
+    ``remix_synth`` also ``removed.wav`` (the old synth) and ``remixed.wav``. ``primer``: an
+    audio file with a synth line every stem starts with and continues.
     """
     from .audio import load_audio
     from .separate import audio_jobs
@@ -186,6 +201,8 @@ def generate_files(inputs: list[str | Path], model, output: str | Path, descript
     for folder, path in jobs.items():
         mix = load_audio(path, None)
         info_rate = _rate(path)
+        if primer is not None:
+            generate_kwargs["primer"] = load_audio(primer, info_rate)
         if remix_synth:
             result = remix(mix, description, net, info_rate, separator=separator, device=dev, **generate_kwargs)
             stems = {"synth": result.synth, "removed": result.removed, "remixed": result.remixed}

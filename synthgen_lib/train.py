@@ -465,8 +465,9 @@ def _codes_data(data: str | Path, cfg: TrainConfig, overrides: dict | None):
 def _check_codec(model: nn.Module, data: str | Path) -> None:
     from .encode import Codes
 
-    expected = Codes(data).settings["codec"]
-    if model.codec_fingerprint() != expected:
+    codes = Codes(data)
+    codes.load_codec_into(model)
+    if model.codec_fingerprint() != codes.settings["codec"]:
         raise SynthGenError(f"{data}: these tokens were made by another EnCodec than this model's — "
                             "encode the dataset again with this model")
 

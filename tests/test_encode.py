@@ -30,6 +30,8 @@ def test_codes_and_manifest_round_trip(synthgen_codes):
     assert not set(train.tracks) & set(valid.tracks)  # held out by track
     # the stored tokens are exactly what the model's codec makes of that window
     model = SynthGen(SynthGenConfig(**codes.model_config))
+    codes.load_codec_into(model)  # the tiny codec travels with its tokens
+    assert (folder / "codec.pt").is_file() and model.codec_fingerprint() == codes.settings["codec"]
     item = train.items[3]
     source = quiet_accompaniment()
     audio = source.load(item["track"], model.sample_rate, 1, float(item["start"]), TINY_SYNTHGEN["window"])

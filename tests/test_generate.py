@@ -1,6 +1,7 @@
 """generate.py: SynthGen over whole mixes (windows continued from each other), and remix."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,22 @@ def test_wrong_models_and_empty_mixes_get_clear_errors(model):
         load_synthgen(build_model("lstm", {"hidden_size": 8, "num_layers": 1}))
     with pytest.raises(SynthGenError, match="empty"):
         generate(torch.zeros(2, 0), "pad", model, 16000)
+
+
+def test_a_primer_is_continued_and_kept_unchanged(model, monkeypatch):
+    sr = 22050
+    primer = 0.3 * torch.sin(torch.arange(int(1.5 * sr)) / sr * 2 * torch.pi * 440).repeat(2, 1)
+    mix = _mix(9.0, sr, 2)
+    prompts = []
+    original = model.generate_codes
+
+    def spy(mix_codes, chroma, description, prompt=None, **kw):
+        prompts.append(None if prompt is None else prompt.shape[-1])
+        return original(mix_codes, chroma, description, prompt, **kw)
+
+    monkeypatch.setattr(model, "generate_codes", spy)
+    out = generate(mix, "pad", model, sr, window=4.0, overlap=1.0, primer=primer, top_k=20)
+    assert out.synth.shape == mix.shape
+    assert torch.equal(out.synth[:, : primer.shape[-1]], primer)  # starts with the primer, unchanged
+    assert prompts[0] == int(np.ceil(1.5 * model.frame_rate))  # the first window continues the primer's tokens
+    assert out.synth[:, primer.shape[-1]:].abs().max() > 0  # and goes on

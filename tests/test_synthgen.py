@@ -240,3 +240,31 @@ def test_demucs_chroma_keeps_audiocrafts_conditioner_and_feeds_it_the_mix_wavefo
         from synthgen_lib.encode import encode
 
         encode("synthetic", "unused", {**TINY_SYNTHGEN, "demucs_chroma": True}, progress=False)
+
+
+def test_synthgen_trains_under_torchrun_with_two_cpu_processes(tmp_path, synthgen_codes):
+    """DDP (gloo): dropped conditions leave some conditioner weights without gradient in a
+    step, which DDP must tolerate; both processes end at the same step with one checkpoint."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "ddp_synthgen.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from synthgen_lib.train import TrainConfig, train
+        torch.set_num_threads(1)
+        cfg = TrainConfig(model="synthgen", epochs=1, batch_size=2, steps_per_epoch=3, warmup_steps=1)
+        r = train({str(synthgen_codes[0])!r}, {str(tmp_path / 'run')!r}, cfg, {{"mix_dropout": 0.5}}, progress=False)
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        open({str(tmp_path)!r} + f"/rank{{rank}}.txt", "w").write(f"WORLD {{world}} STEP {{r.step}}")
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}.txt").read_text() == "WORLD 2 STEP 3"
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train"]["step"] == 3
+    assert isinstance(load_model(tmp_path / "run" / "best.pt"), SynthGen)
