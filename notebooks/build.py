@@ -202,6 +202,8 @@ print(len(inputs), "inputs")'''),
         code('''from IPython.display import display
 from synthgen_lib.notebook import GeneratePanel
 panel = GeneratePanel(project, inputs, references, model=MODEL or None)
+if panel.known_descriptions():  # fine-tuned SynthGen follows its training descriptions best
+    print("closest training descriptions:", *panel.closest(), sep="\\n  ")
 display(panel.widget)'''),
         code('''if AUTO_RUN:
     panel.generate(in_panel=False)'''),

@@ -118,6 +118,10 @@ class GeneratePanel:
         self.model = w.Dropdown(options=models, value=model or models[0], description="model")
         self.wiener = w.Checkbox(value=False, description="Wiener refinement (SynthLSTM)")
         self.description = w.Text(value="bright detuned saw lead", description="description")
+        self.closest_box = w.Dropdown(options=[], description="closest", layout=w.Layout(width="60%"))
+        self.closest_box.observe(self._use_closest, names="value")
+        self.description.observe(lambda _: self._refresh_closest(), names="value")
+        self.model.observe(lambda _: self._refresh_closest(), names="value")
         self.remix = w.Checkbox(value=False, description="remix: replace the synth in the mix (SynthGen)")
         self.temperature = w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature")
         self.top_k = w.IntSlider(value=250, min=0, max=2048, description="top_k")
@@ -127,7 +131,7 @@ class GeneratePanel:
         self.button = w.Button(description="Generate", button_style="primary")
         self.output = w.Output()
         self.button.on_click(lambda _: self.generate())
-        knobs = w.VBox([self.description, self.remix, w.HBox([self.temperature, self.top_k]),
+        knobs = w.VBox([self.description, self.closest_box, self.remix, w.HBox([self.temperature, self.top_k]),
                         w.HBox([self.top_p, self.cfg_coef]), self.seed])
         self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, knobs, self.button,
                               self.output])
@@ -144,6 +148,29 @@ class GeneratePanel:
             return path.stem, path
         label, path = self.source.label, Path(self.source.value)
         return label, path
+
+    def known_descriptions(self) -> list[str]:
+        """The descriptions the selected SynthGen checkpoint was trained with (else none)."""
+        path = Path(str(self.model.value))
+        if path.suffix != ".pt" or not path.is_file():
+            return []
+        from .models import load_checkpoint
+
+        return list(load_checkpoint(path).get("meta", {}).get("descriptions", []))
+
+    def closest(self, top: int = 5) -> list[str]:
+        """The training descriptions closest to the description typed, best first (a
+        fine-tuned model follows those far better than new wording)."""
+        from .describe import match_description
+
+        return [m.description for m in match_description(self.description.value, self.known_descriptions(), top)]
+
+    def _refresh_closest(self) -> None:
+        self.closest_box.options = self.closest()
+
+    def _use_closest(self, change) -> None:
+        if change["new"]:
+            self.description.value = change["new"]
 
     def _run(self, model: str, mix):
         """Separate (separation models) or generate / remix (SynthGen): ``(result, stems)``."""

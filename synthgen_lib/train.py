@@ -356,7 +356,10 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())
-        save_checkpoint(path, model, meta={"sample_rate": cfg.sample_rate, "trained_steps": step}, train=train_state)
+        meta = {"sample_rate": cfg.sample_rate, "trained_steps": step}
+        if cfg.model == "synthgen":  # what it was told in training: the Generate panel offers the closest
+            meta["descriptions"] = sorted({x["description"] for x in train_set.items})[:2000]
+        save_checkpoint(path, model, meta=meta, train=train_state)
 
     model.train()
     while epoch < cfg.epochs:

@@ -26,6 +26,16 @@ def write(path: Path, wav: np.ndarray, sr: int, subtype: str | None = None) -> P
     return path
 
 
+def torchrun(script: Path, processes: int = 2, timeout: int = 600):
+    """Run ``script`` under ``torch.distributed.run`` with one thread per process."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), str(script)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

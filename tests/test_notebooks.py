@@ -102,6 +102,7 @@ def test_synthgen_trains_on_the_tokens_and_generates(executed):
     assert "6 steps" in text and "true mix" in text and "shuffled mix" in text
     text = _text(results["04_generate_synthgen"])
     assert text.count("<audio") == 2 and "bright detuned saw lead" in text  # mix + generated synth
+    assert "closest training descriptions:" in text  # from the run's checkpoint, matched offline
     assert "data-duration='20.000'" in text
     folder = project / "generated" / "bundled example-synthgen"
     assert (folder / "synth.wav").is_file() and (folder / "mix.wav").is_file()

@@ -14,7 +14,7 @@ from synthgen_lib.errors import SynthGenError
 from synthgen_lib.models import CheckpointError, load_checkpoint, load_model
 from synthgen_lib.models.synthgen import CHROMA, MIX, SynthGen, SynthGenConfig, conditioning_report, export
 from synthgen_lib.train import TrainConfig, train
-from tests.conftest import TINY_SYNTHGEN
+from tests.conftest import TINY_SYNTHGEN, torchrun
 
 
 def _batch(dataset, n=None):
@@ -245,9 +245,6 @@ def test_demucs_chroma_keeps_audiocrafts_conditioner_and_feeds_it_the_mix_wavefo
 def test_synthgen_trains_under_torchrun_with_two_cpu_processes(tmp_path, synthgen_codes):
     """DDP (gloo): dropped conditions leave some conditioner weights without gradient in a
     step, which DDP must tolerate; both processes end at the same step with one checkpoint."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     script = tmp_path / "ddp_synthgen.py"
@@ -260,9 +257,7 @@ def test_synthgen_trains_under_torchrun_with_two_cpu_processes(tmp_path, synthge
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         open({str(tmp_path)!r} + f"/rank{{rank}}.txt", "w").write(f"WORLD {{world}} STEP {{r.step}}")
     """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script)], capture_output=True, text=True, timeout=600, env=env)
+    proc = torchrun(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "WORLD 2 STEP 3"

@@ -14,6 +14,8 @@ from synthgen_lib.data.synthetic import SyntheticSource
 from synthgen_lib.models import load_checkpoint, load_model
 from synthgen_lib.train import SegmentDataset, TrainConfig, train
 
+from .conftest import torchrun
+
 TINY_MODELS = {"lstm": {"n_fft": 512, "hop_length": 128, "n_mels": 32, "hidden_size": 32, "num_layers": 1},
                "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}}
 
@@ -111,9 +113,7 @@ def test_two_process_ddp_on_cpu_trains_and_saves_one_checkpoint(tmp_path):
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         open({str(tmp_path)!r} + f"/rank{{rank}}.txt", "w").write(f"WORLD {{world}} STEP {{r.step}}")
     """))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script)], capture_output=True, text=True, timeout=600, env=env)
+    proc = torchrun(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):  # each process took every other batch of the 3 steps
         assert (tmp_path / f"rank{rank}.txt").read_text() == "WORLD 2 STEP 3"
