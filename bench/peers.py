@@ -92,16 +92,13 @@ def contenders() -> dict:
 
 
 def train_for(make, batch: int, segment: float, seconds: float, source, windows, seed: int) -> tuple[nn.Module, int]:
-    from synthgen_lib.train import SegmentDataset, TrainConfig
+    from synthgen_lib.train import SegmentDataset, TrainConfig, init_from_data
 
     torch.manual_seed(seed)
     model = make()
     cfg = TrainConfig(batch_size=batch, segment=segment, seed=seed, sample_rate=RATE)
     data = SegmentDataset(source, windows, cfg, augment=True)
-    if hasattr(model, "set_input_stats"):  # SynthLSTM learns its input normalisation from data first
-        with torch.no_grad():
-            mixes = torch.stack([data[i][0] for i in range(min(16, len(data)))])
-            model.set_input_stats(model.features(model.stft(mixes.reshape(-1, mixes.shape[-1]))))
+    init_from_data(model, data)  # as `synthgen train` does (SynthLSTM's input normalisation)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
     model.train()

@@ -122,8 +122,8 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
     codes = torch.zeros(1, net.n_q, total, dtype=torch.long, device=dev)
     primed = 0  # frames fixed by the primer
     if primer is not None:
-        p = (primer[None] if primer.dim() == 1 else primer).float()
-        p_mono = resample(p.mean(0, keepdim=True), sample_rate, rate)[..., : total * hop]
+        primer = (primer[None] if primer.dim() == 1 else primer).float()
+        p_mono = resample(primer.mean(0, keepdim=True), sample_rate, rate)[..., : total * hop]
         primed = min(math.ceil(p_mono.shape[-1] / hop), size - 1)
         padded = nn.functional.pad(p_mono, (0, primed * hop - p_mono.shape[-1]))[..., : primed * hop]
         codes[..., :primed] = net.encode_audio(padded[None].to(dev))[..., :primed]
@@ -154,7 +154,7 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
     synth = nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n]
     synth = convert_channels(synth, x.shape[0])
     if primer is not None:  # the primer itself, not its decoded tokens
-        p = convert_channels((primer[None] if primer.dim() == 1 else primer).float(), x.shape[0])[..., :n]
+        p = convert_channels(primer, x.shape[0])[..., :n]
         synth[..., : p.shape[-1]] = p
     if squeeze:
         synth = synth[0]

@@ -118,6 +118,7 @@ class GeneratePanel:
         self.model = w.Dropdown(options=models, value=model or models[0], description="model")
         self.wiener = w.Checkbox(value=False, description="Wiener refinement (SynthLSTM)")
         self.description = w.Text(value="bright detuned saw lead", description="description")
+        self._descriptions: dict[tuple[str, int], list[str]] = {}
         self.closest_box = w.Dropdown(options=[], description="closest", layout=w.Layout(width="60%"))
         self.closest_box.observe(self._use_closest, names="value")
         self.description.observe(lambda _: self._refresh_closest(), names="value")
@@ -150,13 +151,17 @@ class GeneratePanel:
         return label, path
 
     def known_descriptions(self) -> list[str]:
-        """The descriptions the selected SynthGen checkpoint was trained with (else none)."""
+        """The descriptions the selected SynthGen checkpoint was trained with (else none);
+        read once per checkpoint, not on every keystroke in the description box."""
         path = Path(str(self.model.value))
         if path.suffix != ".pt" or not path.is_file():
             return []
-        from .models import load_checkpoint
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._descriptions:
+            from .models import load_checkpoint
 
-        return list(load_checkpoint(path).get("meta", {}).get("descriptions", []))
+            self._descriptions[key] = list(load_checkpoint(path).get("meta", {}).get("descriptions", []))
+        return self._descriptions[key]
 
     def closest(self, top: int = 5) -> list[str]:
         """The training descriptions closest to the description typed, best first (a

@@ -245,6 +245,15 @@ def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]
     return metrics
 
 
+@torch.no_grad()
+def init_from_data(model: nn.Module, dataset, device: str | torch.device = "cpu", examples: int = 16) -> None:
+    """Initialise what a model learns from data before training: SynthLSTM's input
+    normalisation, from the mixes of the first ``examples`` items of ``dataset``."""
+    if hasattr(model, "set_input_stats"):
+        mixes = torch.stack([dataset[i][0] for i in range(min(examples, len(dataset)))]).to(device)
+        model.set_input_stats(model.features(model.stft(mixes.reshape(-1, mixes.shape[-1]))))
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -328,11 +337,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         torch.set_rng_state(st["rng"]["torch"])
         if "cuda" in st["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
-    elif hasattr(model, "set_input_stats"):  # SynthLSTM: input normalisation from data
-        with torch.no_grad():
-            mixes = torch.stack([train_set[i][0] for i in range(min(16, len(train_set)))]).to(dev)
-            b, ch, n = mixes.shape
-            model.set_input_stats(model.features(model.stft(mixes.reshape(b * ch, n))))
+    else:
+        init_from_data(model, train_set, dev)
     loss_fn: nn.Module = _LossOf(model)
     if world > 1:
         # SynthGen's dropped conditions leave conditioner weights without gradient in some steps
