@@ -123,14 +123,15 @@ else:
     print("SYNTHGEN is 'none': no tokens encoded (needed only to train SynthGen)")'''),
     ],
     "03_train.ipynb": [
-        md("# SynthGen — 3. Train\nTrains a model family on the dataset from the Encode notebook (SynthGen: on its "
-           "tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
+        md("# SynthGen — 3. Train\nTrains a model family on the dataset from the Encode notebook: SynthLSTM, "
+           "SynthEncoder, SynthMatch (predicts the synth's descriptors and rebuilds it from a database of training "
+           "synth segments) or SynthGen (on its tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
            "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
            "resumes from `last.pt`. SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
            "musicgen-melody; musicgen-small also fine-tunes in full."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
-MODEL = "lstm"  #@param ["lstm", "encoder", "synthgen"]
+MODEL = "lstm"  #@param ["lstm", "encoder", "synthmatch", "synthgen"]
 CODES = "synth64-musicgen-melody"  #@param {type:"string"}
 RUN = "lstm"  #@param {type:"string"}
 ACCUMULATE = 1  #@param {type:"integer"}
@@ -143,7 +144,8 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
     EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
     MODEL_CONFIG = {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
-                    "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {}}[MODEL]
+                    "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {},
+                    "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
 elif MODEL == "synthgen" and not MODEL_CONFIG:  # fits a T4 with musicgen-melody
     MODEL_CONFIG = {"lora_rank": 16, "gradient_checkpointing": True}'''),
         md("## Install and project folder\nSame as the Setup notebook."),
@@ -161,7 +163,8 @@ plot = LossPlot(run / "metrics.jsonl")
 result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
         md("## Evaluate\nSeparation models: SI-SDR of the best checkpoint on the validation tracks, next to the mix "
-           "itself and the oracle ratio mask (about a second per track on a GPU). SynthGen: its validation "
+           "itself and the oracle ratio mask (about a second per track on a GPU). SynthMatch: the log-mel distance "
+           "(LMD, lower is better) next to random database segments. SynthGen: its validation "
            "cross-entropy, and how much higher it is when the mix is taken away (does it listen to the mix?)."),
         code('''from synthgen_lib.data import FolderSource
 from synthgen_lib.evaluate import evaluate
@@ -170,7 +173,11 @@ if MODEL == "synthgen":
     from synthgen_lib.models.synthgen import conditioning_report
     print(conditioning_report(result.best, Codes(data).dataset("valid")).format())
 else:
-    print(evaluate({RUN: result.best}, FolderSource(project / "datasets" / DATASET)).format())'''),
+    models = {RUN: result.best}
+    if MODEL == "synthmatch":  # the baseline it must beat: random segments, same gains and fades
+        from synthgen_lib.models import load_model
+        models["random segments"] = load_model(result.best).with_retrieval("random")
+    print(evaluate(models, FolderSource(project / "datasets" / DATASET)).format())'''),
     ],
     "04_generate.ipynb": [
         md("# SynthGen — 4. Generate\nPick an input (a dataset example, a path, or an upload) and a model "

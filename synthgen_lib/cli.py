@@ -74,10 +74,11 @@ def _add_train(sub) -> None:
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model (resumes from OUTPUT/last.pt)",
-                       description="Train SynthLSTM, SynthEncoder or SynthGen; best.pt (by validation loss), "
+                       description="Train SynthLSTM, SynthEncoder, SynthMatch or SynthGen; best.pt (by validation loss), "
                        "last.pt and metrics.jsonl go to --output. Running it again resumes. SynthGen trains "
                        "on the folder written by 'synthgen encode'.")
-    p.add_argument("--model", choices=("lstm", "encoder", "synthgen"), required=True, help="model family")
+    p.add_argument("--model", choices=("lstm", "encoder", "synthmatch", "synthgen"), required=True,
+                   help="model family")
     p.add_argument("--data", required=True, help="folder-layout dataset or 'synthetic'; for synthgen, "
                    "an encoded folder")
     p.add_argument("--output", required=True, help="run folder (checkpoints, metrics)")

@@ -70,15 +70,17 @@ def _img(png: bytes) -> str:
 
 
 def comparison_html(stems: dict[str, object], sample_rate: int, title: str = "",
-                    scores: dict[str, float] | None = None, links: dict[str, str] | None = None) -> str:
+                    scores: dict[str, float | str] | None = None, links: dict[str, str] | None = None) -> str:
     """One row per stem (e.g. mix / synth / residual / reference): label, player, spectrogram.
 
-    ``scores`` (e.g. ``{"synth": 12.3}``) are shown as SI-SDR next to the matching rows;
-    ``links`` maps stem names to audio files the players should load instead of embedding.
+    ``scores`` are shown next to the matching rows: a number as SI-SDR (``{"synth": 12.3}``),
+    a string as written (``{"synth": "log-mel distance 9.1 dB"}``); ``links`` maps stem names
+    to audio files the players should load instead of embedding.
     """
     rows = []
     for name, wav in stems.items():
-        score = f" — SI-SDR {scores[name]:.1f} dB" if scores and name in scores else ""
+        value = (scores or {}).get(name)
+        score = "" if value is None else f" — {value}" if isinstance(value, str) else f" — SI-SDR {value:.1f} dB"
         rows.append(f"<tr><td class='sg-name'>{html.escape(name)}{score}</td><td>{audio_html(wav, sample_rate, src=(links or {}).get(name))}</td>"
                     f"<td>{_img(spectrogram_png(wav, sample_rate))}</td></tr>")
     head = f"<h2>{html.escape(title)}</h2>" if title else ""

@@ -1,11 +1,17 @@
-"""``evaluate``: SI-SDR and SDR of separated synth stems, per window and per track.
+"""``evaluate``: SI-SDR, SDR and log-mel distance of synth stems, per window and per track.
 
 * **SI-SDR** (scale-invariant SDR, Le Roux et al. 2019): the estimate is projected on the
   reference; the ratio of the projection's energy to the rest, in dB. Insensitive to gain.
 * **SDR** here is the plain signal-to-distortion ratio ``10 log10(|s|^2 / |s - ŝ|^2)`` (the
   "new SDR" of the MDX challenges), not BSS-eval's filtered version.
 
-Both are computed over all channels of a window (or track) together. Windows whose reference
+* **Log-mel distance** (LMD): the mean absolute difference, in dB, between the log-mel
+  spectrograms of estimate and reference (each floored 80 dB below the reference's peak).
+  It ignores phase, so it also scores estimates that are new audio rather than a filtered mix
+  (SynthMatch's retrieved segments); lower is better.
+
+SI-SDR and SDR are computed over all channels of a window (or track) together, LMD per channel
+and averaged. Windows whose reference
 synth is silent (below -60 dBFS RMS) have no meaningful score and are left out, and counted.
 Every report carries two reference points computed by the same code: the **mix** itself as the
 estimate (what doing nothing scores) and the **oracle** ideal ratio mask (the best a
@@ -41,6 +47,26 @@ def sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> t
     return 10 * torch.log10(((reference ** 2).sum(-1) + eps) / (((reference - estimate) ** 2).sum(-1) + eps))
 
 
+def log_mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int, n_fft: int = 2048,
+                     hop: int = 512, n_mels: int = 64, floor_db: float = 80.0) -> torch.Tensor:
+    """Log-mel distance in dB over the last axis (``(..., samples)`` -> ``(...)``); see the
+    module doc."""
+    import torchaudio.functional as taf
+
+    shape = reference.shape[:-1]
+    window = torch.hann_window(n_fft, device=reference.device)
+    fbank = taf.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, norm="slaney",
+                                mel_scale="slaney").to(reference.device)
+
+    def log_mel(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), n_fft, hop, window=window, return_complex=True)
+        return 10 * torch.log10((spec.abs() ** 2).transpose(1, 2) @ fbank + 1e-10)
+
+    est, ref = log_mel(estimate), log_mel(reference)
+    floor = ref.amax(dim=(1, 2), keepdim=True) - floor_db
+    return (est.maximum(floor) - ref.maximum(floor)).abs().mean(dim=(1, 2)).reshape(shape)
+
+
 def oracle_mask(mix: torch.Tensor, synth: torch.Tensor, n_fft: int = 2048, hop: int = 512) -> torch.Tensor:
     """The ideal ratio mask estimate: ``|S| / (|S| + |R|)`` applied to the mix STFT, mix phase."""
     window = torch.hann_window(n_fft)
@@ -55,16 +81,17 @@ def oracle_mask(mix: torch.Tensor, synth: torch.Tensor, n_fft: int = 2048, hop: 
 
 @dataclass
 class MethodScores:
-    """Scores of one method: per-window SI-SDR/SDR and per-track SI-SDR (dB)."""
+    """Scores of one method: per-window SI-SDR/SDR/log-mel distance and per-track SI-SDR (dB)."""
 
     window_si_sdr: list[float] = field(default_factory=list)
     window_sdr: list[float] = field(default_factory=list)
+    window_lmd: list[float] = field(default_factory=list)
     track_si_sdr: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         w, d, t = self.window_si_sdr, self.window_sdr, list(self.track_si_sdr.values())
         nan = float("nan")
-        return {"si_sdr_median": statistics.median(w) if w else nan, "si_sdr_mean": statistics.fmean(w) if w else nan,
+        return {"lmd_median": statistics.median(self.window_lmd) if self.window_lmd else nan,"si_sdr_median": statistics.median(w) if w else nan, "si_sdr_mean": statistics.fmean(w) if w else nan,
                 "sdr_median": statistics.median(d) if d else nan, "sdr_mean": statistics.fmean(d) if d else nan,
                 "track_si_sdr_median": statistics.median(t) if t else nan, "windows": len(w), "tracks": len(t)}
 
@@ -77,11 +104,13 @@ class EvalReport:
     silent_windows: int = 0
 
     def format(self) -> str:
-        lines = [f"{'method':<22}{'SI-SDR med':>11}{'mean':>8}{'SDR med':>9}{'mean':>8}{'track med':>10}{'windows':>9}"]
+        lines = [f"{'method':<22}{'SI-SDR med':>11}{'mean':>8}{'SDR med':>9}{'mean':>8}{'track med':>10}"
+                 f"{'LMD med':>9}{'windows':>9}"]
         for name, scores in self.methods.items():
             s = scores.summary()
             lines.append(f"{name:<22}{s['si_sdr_median']:>11.2f}{s['si_sdr_mean']:>8.2f}{s['sdr_median']:>9.2f}"
-                         f"{s['sdr_mean']:>8.2f}{s['track_si_sdr_median']:>10.2f}{s['windows']:>9}")
+                         f"{s['sdr_mean']:>8.2f}{s['track_si_sdr_median']:>10.2f}{s['lmd_median']:>9.2f}"
+                         f"{s['windows']:>9}")
         if self.silent_windows:
             lines.append(f"({self.silent_windows} windows with a silent synth reference were not scored)")
         return "\n".join(lines)
@@ -130,6 +159,7 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
             for k, est in estimates.items():
                 methods[k].window_si_sdr.append(float(si_sdr(est[:, a:b].flatten(), ref.flatten())))
                 methods[k].window_sdr.append(float(sdr(est[:, a:b].flatten(), ref.flatten())))
+                methods[k].window_lmd.append(float(log_mel_distance(est[:, a:b], ref, rate).mean()))
         if audio.synth.pow(2).mean().sqrt() >= SILENT_RMS:
             for k, est in estimates.items():
                 methods[k].track_si_sdr[name] = float(si_sdr(est.flatten(), audio.synth.flatten()))

@@ -188,6 +188,9 @@ class GeneratePanel:
             family = "synthgen"
         else:
             family = load_checkpoint(model).get("family")
+        if family == "synthmatch":  # a synth rebuilt from database segments: no residual to hear
+            result = separate(mix, model, SAMPLE_RATE)
+            return result, {"mix": mix, "synth": result.synth}
         if family != "synthgen":
             kwargs = {"wiener": True} if self.wiener.value and family == "lstm" else {}
             result = separate(mix, model, SAMPLE_RATE, **kwargs)
@@ -223,7 +226,7 @@ class GeneratePanel:
         stems were saved in, or ``None`` after showing an error line.
         """
         from .errors import SynthGenError
-        from .evaluate import si_sdr
+        from .evaluate import log_mel_distance, si_sdr
 
         self.output.outputs = ()
         try:
@@ -235,10 +238,14 @@ class GeneratePanel:
             self._emit(in_panel, text=f"error: {exc}")
             return None
         scores = {}
-        if "residual" in stems and label in self.references:
+        if not hasattr(result, "description") and label in self.references:  # separated or matched
             reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
             stems["reference"] = reference
-            scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
+            if "residual" in stems:
+                scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
+            else:  # new audio, not phase-aligned with the reference: how close it sounds
+                lmd = float(log_mel_distance(result.synth, reference, SAMPLE_RATE).mean())
+                scores["synth"] = f"log-mel distance {lmd:.1f} dB"
         name = Path(model).parent.name if Path(model).name == "best.pt" else Path(model).name
         folder = self.project / "generated" / f"{label}-{name}"
         result.save(folder)

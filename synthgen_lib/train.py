@@ -49,8 +49,8 @@ class TrainConfig:
     """Settings of a training run (stored in its checkpoints).
 
     Attributes:
-        model: model family, ``lstm``, ``encoder`` or ``synthgen`` (trains on an encoded
-            dataset folder: see :func:`synthgen_lib.encode.encode`).
+        model: model family, ``lstm``, ``encoder``, ``synthmatch`` or ``synthgen`` (trains on
+            an encoded dataset folder: see :func:`synthgen_lib.encode.encode`).
         epochs: passes over the training windows.
         batch_size: examples per step (per process under DDP).
         accumulate: micro-batches of ``batch_size`` whose gradients add up before each
@@ -247,9 +247,15 @@ def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]
 
 @torch.no_grad()
 def init_from_data(model: nn.Module, dataset, device: str | torch.device = "cpu", examples: int = 16) -> None:
-    """Initialise what a model learns from data before training: SynthLSTM's input
-    normalisation, from the mixes of the first ``examples`` items of ``dataset``."""
-    if hasattr(model, "set_input_stats"):
+    """Initialise what a model takes from data before training: SynthLSTM's input
+    normalisation, from the mixes of the first ``examples`` items of ``dataset``; SynthMatch's
+    descriptor statistics and segment database, from ``config.database_examples`` items spread
+    over the whole dataset."""
+    if hasattr(model, "build_database"):
+        count = min(model.config.database_examples, len(dataset))
+        picks = torch.linspace(0, len(dataset) - 1, count).round().long().unique().tolist()
+        model.build_database(dataset[i] for i in picks)
+    elif hasattr(model, "set_input_stats"):
         mixes = torch.stack([dataset[i][0] for i in range(min(examples, len(dataset)))]).to(device)
         model.set_input_stats(model.features(model.stft(mixes.reshape(-1, mixes.shape[-1]))))
 
@@ -341,8 +347,11 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         init_from_data(model, train_set, dev)
     loss_fn: nn.Module = _LossOf(model)
     if world > 1:
-        # SynthGen's dropped conditions leave conditioner weights without gradient in some steps
-        loss_fn = nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=cfg.model == "synthgen")
+        # SynthGen's dropped conditions leave conditioner weights without gradient in some steps;
+        # SynthMatch's buffers (statistics, database) never change in training and are the same
+        # on every rank, so they are not broadcast at every step
+        loss_fn = nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=cfg.model == "synthgen",
+                                                      broadcast_buffers=cfg.model != "synthmatch")
     # An explicit generator keeps each DataLoader iterator from drawing its base seed from the
     # global RNG, which would shift dropout masks after a resume.
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,

@@ -57,3 +57,16 @@ def test_peer_comparison_quick_mode_trains_and_scores_all_four():
         assert int(rows[name][2]) > 0 and int(rows[name][3]) > 0  # trained some steps, scored some windows
     medians = {name: float(row[4]) for name, row in rows.items()}
     assert medians["oracle"] > medians["mix"]  # the reference points are computed, and sane
+
+
+def test_synthmatch_benchmark_quick_mode_scores_matching_against_random_segments():
+    out = subprocess.run([sys.executable, "-m", "bench.synthmatch", "--quick"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r[0]: r for r in _rows(out.stdout) if r[0] != "method"}
+    assert set(rows) == {"SynthMatch", "random segments", "database, true descriptors", "mix", "oracle mask"}
+    lmd = {name: float(row[2]) for name, row in rows.items()}
+    assert all(int(row[1]) > 0 and lmd[name] > 0 for name, row in rows.items())
+    # the database queried with the true descriptors is the ceiling: closer than random segments
+    assert lmd["database, true descriptors"] < lmd["random segments"]
+    assert lmd["oracle mask"] < lmd["mix"]

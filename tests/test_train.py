@@ -17,7 +17,9 @@ from synthgen_lib.train import SegmentDataset, TrainConfig, train
 from .conftest import torchrun
 
 TINY_MODELS = {"lstm": {"n_fft": 512, "hop_length": 128, "n_mels": 32, "hidden_size": 32, "num_layers": 1},
-               "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}}
+               "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1},
+               "synthmatch": {"n_fft": 512, "hop_length": 128, "n_mels": 32, "hidden_size": 32, "num_layers": 1,
+                              "database_examples": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def _cfg(family, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("family", ["lstm", "encoder"])
+@pytest.mark.parametrize("family", ["lstm", "encoder", "synthmatch"])
 def test_two_epochs_lower_the_validation_loss_and_write_checkpoints(tmp_path, source, family):
     torch.manual_seed(0)
     result = train(source, tmp_path, _cfg(family, epochs=3), TINY_MODELS[family], progress=False)

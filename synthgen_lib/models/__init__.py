@@ -21,10 +21,12 @@ from ..errors import SynthGenError
 from ..fileio import atomic_path
 from .encoder import SynthEncoder, SynthEncoderConfig
 from .lstm import SynthLSTM, SynthLSTMConfig
+from .synthmatch import SynthMatch, SynthMatchConfig
 
 FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "lstm": (SynthLSTM, SynthLSTMConfig),
     "encoder": (SynthEncoder, SynthEncoderConfig),
+    "synthmatch": (SynthMatch, SynthMatchConfig),
 }
 PRETRAINED_MUSICGEN = ("facebook/musicgen-melody", "facebook/musicgen-small")  # SynthGen bases on the hub
 NAMES = (*FAMILIES, "synthgen")  # synthgen imports audiocraft (slow): loaded on first use
@@ -51,7 +53,7 @@ class CheckpointError(SynthGenError):
 
 
 def build_model(family: str, config: dict | Any | None = None, strict: bool = True) -> nn.Module:
-    """A new model of ``family`` (``lstm``, ``encoder`` or ``synthgen``) from a config object or dict.
+    """A new model of ``family`` (``lstm``, ``encoder``, ``synthmatch`` or ``synthgen``) from a config object or dict.
 
     ``strict=False`` ignores settings the config does not know (a checkpoint written by a
     version that had a setting since removed still loads); user-given settings are strict.
@@ -172,5 +174,5 @@ def list_models() -> list[tuple[str, str, str, bool]]:
 
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
-           "SynthLSTMConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
+           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
            "save_checkpoint"]
