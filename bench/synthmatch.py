@@ -55,9 +55,9 @@ def main(argv=None) -> int:
         if audio.synth.pow(2).mean().sqrt() >= 1e-3:  # the windows evaluate scores
             rebuilt = model.reconstruct(audio.synth[None])[0]
             ceiling.window_lmd.append(float(log_mel_distance(rebuilt, audio.synth, model.config.sample_rate).mean()))
-    methods = dict(report.methods)
-    methods = {"SynthMatch": methods["SynthMatch"], "random segments": methods["random segments"],
-               "database, true descriptors": ceiling, "mix": methods["mix"], "oracle mask": methods["oracle"]}
+    found = report.methods
+    methods = {"SynthMatch": found["SynthMatch"], "random segments": found["random segments"],
+               "database, true descriptors": ceiling, "mix": found["mix"], "oracle mask": found["oracle"]}
     rows = []
     for name, scores in methods.items():
         s = scores.summary()

@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torchaudio.functional as taf
 from torch import nn
 from torch.nn import functional as F
 
@@ -112,8 +113,6 @@ class SynthMatch(nn.Module):
             raise ValueError(f"retrieval must be one of {', '.join(RETRIEVALS)}, got {c.retrieval!r}")
         if c.segment_frames < 2 or c.segment_frames % 2:
             raise ValueError(f"segment_frames must be even and at least 2, got {c.segment_frames}")
-        import torchaudio.functional as taf
-
         n_freq = c.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.register_buffer("mel_fbank", taf.melscale_fbanks(n_freq, 0.0, c.sample_rate / 2, c.n_mels, c.sample_rate,
@@ -130,7 +129,6 @@ class SynthMatch(nn.Module):
             self.register_buffer(name, torch.ones(d))
         self.register_buffer("db_keys", torch.zeros(1, c.segment_frames, d))
         self.register_buffer("db_audio", torch.zeros(1, self.segment_samples, dtype=torch.float16))
-        self.register_buffer("db_rms", torch.zeros(1))
         # what matching compares: everything but level (MFCC 0 and log RMS), which gain matching sets
         match_dims = torch.ones(d)
         match_dims[[0, self.rms_index]] = 0
@@ -161,8 +159,6 @@ class SynthMatch(nn.Module):
         # silence from spreading the statistics over a range where sounds differ by little
         power = (spec.real ** 2 + spec.imag ** 2) / (self.window.sum() / 2) ** 2  # (batch, frames, n_freq)
         mfcc = (10 * torch.log10(power @ self.mel_fbank + FLOOR)) @ self.dct
-        import torchaudio.functional as taf
-
         delta = taf.compute_deltas(mfcc.transpose(1, 2)).transpose(1, 2)
         total = power.sum(-1, keepdim=True) + FLOOR
         centroid = (power * self.freqs).sum(-1, keepdim=True) / total
@@ -240,14 +236,18 @@ class SynthMatch(nn.Module):
             index = torch.randint(len(self.db_keys), (len(queries),), generator=generator).to(queries.device)
         segments = self.db_audio[index].float()
         if c.gain_match:
-            log_rms = queries[..., self.rms_index] * self.synth_std[self.rms_index] + self.synth_mean[self.rms_index]
-            target = (log_rms.exp() - RMS_FLOOR).clamp_min(0).mean(-1)
-            segments = segments * (target / self.db_rms[index].clamp_min(1e-4)).clamp(max=10.0)[:, None]
+            gain = self.loudness(queries) / self.loudness(self.db_keys[index]).clamp_min(1e-4)
+            segments = segments * gain.clamp(max=10.0)[:, None]
         segments = segments * torch.hann_window(self.segment_samples, device=segments.device)
         out = F.fold(segments.reshape(b, n_queries, -1).transpose(1, 2), (1, padded),
                      kernel_size=(1, self.segment_samples), stride=(1, self.segment_samples // 2))
         half = self.segment_samples // 2
         return out.reshape(b, padded)[:, half:half + length]
+
+    def loudness(self, frames: torch.Tensor) -> torch.Tensor:
+        """Mean RMS ``(...)`` of standardised synth descriptor frames ``(..., frames, dim)``."""
+        log_rms = frames[..., self.rms_index] * self.synth_std[self.rms_index] + self.synth_mean[self.rms_index]
+        return (log_rms.exp() - RMS_FLOOR).clamp_min(0).mean(-1)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """A synth track for ``mix`` ``(batch, channels, samples)`` at ``config.sample_rate``;
@@ -300,18 +300,18 @@ class SynthMatch(nn.Module):
         keys_t, audio_t = keys_t[loud], audio_t[loud]
         if len(keys_t) > c.database_size - 1:
             keep = torch.randperm(len(keys_t), generator=torch.Generator().manual_seed(c.seed))[: c.database_size - 1]
-            keys_t, audio_t = keys_t[keep.sort().values], audio_t[keep.sort().values]
+            keep = keep.sort().values
+            keys_t, audio_t = keys_t[keep], audio_t[keep]
         silence = torch.zeros(1, self.segment_samples, device=device)
         silent_key = self._queries(self.descriptors(silence.repeat(1, 2)), 1)[0]
         keys_t, audio_t = torch.cat([keys_t, silent_key]), torch.cat([audio_t, silence])
         self.db_keys = (keys_t - self.synth_mean) / self.synth_std
         self.db_audio = audio_t.to(self.db_audio.dtype)
-        self.db_rms = (keys_t[..., self.rms_index].exp() - RMS_FLOOR).clamp_min(0).mean(-1)
         return len(keys_t)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the database's size is known only once built: take the stored one's shape
-        for name in ("db_keys", "db_audio", "db_rms"):
+        for name in ("db_keys", "db_audio"):
             stored = state_dict.get(prefix + name)
             if stored is not None and stored.shape != getattr(self, name).shape:
                 setattr(self, name, torch.zeros(stored.shape, dtype=getattr(self, name).dtype,
