@@ -9,8 +9,9 @@ magnitude spectrograms, trained with MSE on magnitudes, as in its own recipe), S
 against Demucs's waveform model class (``demucs.demucs.Demucs``: the v2/v3 waveform U-Net,
 trained with L1, as in its recipe). All four train on the same synthetic tracks, with the
 same crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer
-(AdamW, lr 1e-3), the same CPU threads and the same wall-clock budget; then each separates the
-same held-out tracks with the same windowed inference and is scored by the same code (median
+(AdamW, lr 1e-3), the same CPU threads and the same wall-clock budget (every track is rendered
+before the first clock starts, so the first contender does not pay for it); then each
+separates the same held-out tracks with the same windowed inference and is scored by the same code (median
 SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
 are used as published (``pip install --no-deps openunmix==1.3.0 demucs==4.1.0 julius``); the
 STFT/iSTFT around Open-Unmix is ours (mix phase, no Wiener), as its Separator would add it.
@@ -132,6 +133,8 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     source = SyntheticSource(num_tracks=args.tracks, seed=args.seed, track_duration=20.0, cache=args.tracks)
     ws = make_windows(source.tracks(), 10.0, 5.0, 0.2, args.seed)
+    for info in source.tracks():  # render every track now, so no contender's budget pays for it
+        source.render(info.name, RATE)
     trained, steps = {}, {}
     for name, (make, batch, segment) in contenders().items():
         trained[name], steps[name] = train_for(make, batch, segment, args.minutes * 60, source, ws.of("train"),

@@ -4,7 +4,8 @@
     python -m bench.training --quick    # 3 steps each, for CI
 
 Uses the same SegmentDataset, model loss and optimizer step as `synthgen train`, on a small
-synthetic set held in memory.
+synthetic set held in memory. Each family is measured on the CPU and, when one is present, on
+the GPU (with its peak allocated memory; the CPU rows leave that column as "-").
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ RECIPES = {  # the settings of `make demo-models`
 }
 
 
-def throughput(family: str, steps: int) -> dict:
+def throughput(family: str, steps: int, device: str = "cpu") -> dict:
     import torch
 
     from synthgen_lib.data import make_windows
@@ -34,20 +35,27 @@ def throughput(family: str, steps: int) -> dict:
     cfg = TrainConfig(model=family, batch_size=batch, segment=segment)
     windows = make_windows(source.tracks(), 10.0, 5.0, 0.0).windows
     data = SegmentDataset(source, windows, cfg, augment=True)
-    model = build_model(family, overrides)
+    model = build_model(family, overrides).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batches = [torch.utils.data.default_collate([data[(s * batch + i) % len(data)] for i in range(batch)])
                for s in range(steps + 1)]
+    cuda = device.startswith("cuda")
     for i, (mix, synth) in enumerate(batches):
         if i == 1:
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()  # the first step warms up allocators
-        loss = model.loss(mix, synth)
+        loss = model.loss(mix.to(device, non_blocking=True), synth.to(device, non_blocking=True))
         opt.zero_grad()
         loss.backward()
         opt.step()
+    if cuda:
+        torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    return {"family": family, "batch": batch, "segment": segment, "step_s": wall / steps,
-            "examples_per_s": steps * batch / wall, "audio_x": steps * batch * segment / wall}
+    return {"family": family, "device": device, "batch": batch, "segment": segment, "step_s": wall / steps,
+            "examples_per_s": steps * batch / wall, "audio_x": steps * batch * segment / wall,
+            "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
 
 
 def main(argv=None) -> int:
@@ -55,12 +63,19 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    for family in RECIPES:
-        r = throughput(family, 3 if args.quick else 20)
-        rows.append([family, r["batch"], f"{r['segment']:g}", r["step_s"], r["examples_per_s"], r["audio_x"]])
+    for device in devices:
+        for family in RECIPES:
+            r = throughput(family, 3 if args.quick else 20, device)
+            peak = "-" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}"
+            rows.append([family, device, r["batch"], f"{r['segment']:g}", r["step_s"], r["examples_per_s"],
+                         r["audio_x"], peak])
     print("\nTraining throughput (forward + backward + AdamW step, stereo segments at 32 kHz)")
-    print(table(["family", "batch", "segment s", "s per step", "examples per s", "audio s per wall s"], rows))
+    print(table(["family", "device", "batch", "segment s", "s per step", "examples per s", "audio s per wall s",
+                 "GPU peak MB"], rows))
     return 0
 
 

@@ -16,7 +16,7 @@ def _rows(output: str) -> list[list[str]]:
             if line.startswith("| ") and not line.startswith(("| model", "| family", "| track"))]
 
 
-@pytest.mark.parametrize("module, numeric_columns", [("bench.separation", [2, 3, 4]), ("bench.training", [3, 4, 5]),
+@pytest.mark.parametrize("module, numeric_columns", [("bench.separation", [2, 3, 4]), ("bench.training", [4, 5, 6]),
                                                     ("bench.synthetic", [2, 3, 4])])
 def test_benchmark_quick_mode_prints_positive_figures(module, numeric_columns):
     out = subprocess.run([sys.executable, "-m", module, "--quick"], cwd=ROOT, capture_output=True, text=True,

@@ -35,6 +35,30 @@ def test_lstm_mask_never_adds_energy():
         assert not torch.allclose(wiener, est)
 
 
+def test_lstm_loss_is_lowest_at_the_phase_sensitive_mask():
+    """The loss is the squared error of the complex estimate, so among masks in [0, 1] the
+    phase-sensitive mask clip(Re(S / X), 0, 1) minimises it, below the ratio mask a magnitude
+    loss would aim at, and the loss equals the estimate's complex squared error."""
+    torch.manual_seed(0)
+    model = TINY["lstm"]()
+    t = torch.arange(8000) / 16000
+    synth = (0.3 * torch.sin(2 * torch.pi * 440 * t) * (1 + torch.sin(2 * torch.pi * 3 * t)))[None, None]
+    mix = synth + 0.3 * torch.randn(1, 1, 8000)
+    x, s = model.stft(mix[:, 0]), model.stft(synth[:, 0])
+    psm = ((s * x.conj()).real / x.abs().square().clamp_min(1e-12)).clamp(0, 1)
+    ratio = s.abs() / (s.abs() + (x - s).abs() + 1e-12)
+
+    def loss_with(mask):
+        model.mask = lambda spec: mask
+        return float(model.loss(mix, synth))
+
+    best = loss_with(psm)
+    assert best == pytest.approx(float((psm * x - s).abs().square().mean()), rel=1e-5)
+    assert best < loss_with(ratio) * 0.9
+    for _ in range(3):
+        assert best < loss_with((psm + 0.05 * torch.randn_like(psm)).clamp(0, 1))
+
+
 def test_lstm_input_stats_normalise_features():
     model = TINY["lstm"]()
     feats = torch.randn(4, 50, 32) * 3 + 7
