@@ -11,8 +11,8 @@ trained with L1, as in its recipe). All four train on the same synthetic tracks,
 same crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer
 (AdamW, lr 1e-3), the same CPU threads and the same wall-clock budget (every track is rendered
 before the first clock starts, so the first contender does not pay for it); then each
-separates the same held-out tracks with the same windowed inference and is scored by the same code (median
-SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
+separates the same held-out tracks with the same windowed inference and is scored by the same
+code (median SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
 are used as published (``pip install --no-deps openunmix==1.3.0 demucs==4.1.0 julius``); the
 STFT/iSTFT around Open-Unmix is ours (mix phase, no Wiener), as its Separator would add it.
 """

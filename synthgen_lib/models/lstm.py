@@ -151,7 +151,8 @@ class SynthLSTM(nn.Module):
         spec = self.stft(mix.reshape(b * ch, n))
         target = self.stft(synth.reshape(b * ch, n))
         mask = self.mask(spec)
-        loss = (mask * spec - target).abs().square().mean()
+        error = mask * spec - target
+        loss = (error.real ** 2 + error.imag ** 2).mean()  # |error|^2 without a square root
         if not return_estimate:
             return loss
         return loss, self.istft(spec * mask, n).reshape(b, ch, n)
