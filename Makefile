@@ -24,20 +24,20 @@ demo: install
 	synthgen demo --output $(OUT)/demo
 
 # Rebuild the bundled demo models and example from scratch (CPU, both models in parallel on
-# one thread each; see the README for the time it takes). SynthLSTM trains on the 600 tracks of
-# DEMO_TRAIN (seeds 1 and 2), SynthEncoder still on the 108 training tracks of DEMO_DATA (seed 0);
-# both are scored on DEMO_DATA's 12 held-out tracks, which neither has seen.
+# one thread each; see the README for the time it takes). Both train on the 600 tracks of
+# DEMO_TRAIN (seeds 1 and 2) and are scored on DEMO_DATA's 12 held-out tracks (seed 0), which
+# neither has seen.
 DEMO_DATA ?= $(OUT)/demo-data
 DEMO_TRAIN ?= $(OUT)/demo-train
 DEMO_RUNS ?= $(OUT)/demo-runs
 LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1e-3 --warmup-steps 100 --max-valid-windows 60
-ENCODER_ARGS ?= --epochs 50 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16}'
+ENCODER_ARGS ?= --epochs 25 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16}'
 demo-models: install
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
 	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)
 	synthgen prepare --source synthetic --tracks 300 --seed 2 --output $(DEMO_TRAIN)
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
-	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_DATA) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
+	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
 	wait
 	synthgen export $(DEMO_RUNS)/lstm/best.pt assets/models/synthlstm-demo.pt --half
 	synthgen export $(DEMO_RUNS)/encoder/best.pt assets/models/synthencoder-demo.pt --half
