@@ -17,6 +17,8 @@ install:
 install-test: install
 	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@{ command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ]; } || { echo "installing FluidSynth and a GM SoundFont (sampled tracks)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont >/dev/null; }
 	$(PIP) install -q -r requirements-test.txt
 	$(PIP) install -q --no-deps -r requirements-bench.txt
 

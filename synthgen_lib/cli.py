@@ -54,6 +54,8 @@ def _add_prepare(sub) -> None:
     p.add_argument("--short", choices=("pad", "skip"), default="pad", help="tracks shorter than a window")
     p.add_argument("--target", default="other", help="musdb: stem used as the synth (default other)")
     p.add_argument("--download", action="store_true", help="musdb: fetch the 7-second previews")
+    p.add_argument("--soundfont", help="sampled: GM SoundFont (.sf2) to play the tracks with "
+                   "(default: the one installed in /usr/share/sounds/sf2)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
 
@@ -64,7 +66,7 @@ def _run_prepare(args) -> int:
     report = prepare(args.source, args.root, args.output, num_tracks=args.tracks,
                      track_duration=args.track_duration, seed=args.seed, window=args.window,
                      hop=args.hop, valid_fraction=args.valid_fraction, short=args.short,
-                     target=args.target, download=args.download)
+                     target=args.target, download=args.download, soundfont=args.soundfont)
     print(report.format(max_tracks=args.list))
     return 0
 

@@ -109,12 +109,13 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             output: str | Path | None = None, *, num_tracks: int = 64, track_duration: float = 30.0,
             seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
             short: str = "pad", target: str = "other", download: bool = False,
-            sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
+            soundfont: str | Path | None = None, sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
     Args:
-        source: ``synthetic``, ``folder``, ``musdb``, ``slakh`` or an open :class:`TrackSource`.
-        root: the dataset folder (not for ``synthetic``).
+        source: ``synthetic``, ``sampled``, ``folder``, ``musdb``, ``slakh`` or an open
+            :class:`TrackSource`.
+        root: the dataset folder (not for ``synthetic`` and ``sampled``).
         output: write every track here as ``mix/``, ``synth/``, ``description/`` WAV/text at
             ``sample_rate``; tracks already there are kept (resume).
         num_tracks, track_duration, seed: the synthetic set's size, track length and seed.
@@ -123,12 +124,13 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         short: tracks shorter than a window are zero-padded (``pad``) or dropped (``skip``).
         target: MUSDB stem used as the synth.
         download: MUSDB only: fetch musdb's 7-second previews.
+        soundfont: ``sampled`` only: the GM ``.sf2`` file (default: the installed one).
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
     src = source if isinstance(source, TrackSource) else open_source(
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
-        target=target, download=download)
+        target=target, download=download, soundfont=soundfont)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

@@ -1,4 +1,4 @@
-"""Data sources (folder layout, MUSDB18, Slakh2100, synthetic) and training windows."""
+"""Data sources (folder layout, MUSDB18, Slakh2100, synthetic, sampled) and training windows."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,16 +8,17 @@ from .folder import FolderSource
 from .tracks import DEFAULT_DESCRIPTION, TrackAudio, TrackInfo, TrackSource
 from .windows import Window, WindowDataset, WindowSet, make_windows, split_tracks, window_starts
 
-SOURCES = ("synthetic", "folder", "musdb", "slakh")
+SOURCES = ("synthetic", "sampled", "folder", "musdb", "slakh")
 
 
 def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 64, seed: int = 0,
                 track_duration: float = 30.0, target: str = "other", download: bool = False,
-                strict: bool = False) -> TrackSource:
+                strict: bool = False, soundfont: str | Path | None = None) -> TrackSource:
     """Open a data source by name.
 
     Args:
-        kind: ``synthetic`` (rendered on demand), ``folder`` (``mix/``, ``synth/``,
+        kind: ``synthetic`` (rendered on demand), ``sampled`` (the synthetic scores played by a
+            GM SoundFont through FluidSynth), ``folder`` (``mix/``, ``synth/``,
             ``description/``), ``musdb`` (MUSDB18-HQ WAV layout, or the previews with
             ``download=True``) or ``slakh`` (Slakh2100).
         root: the dataset folder (not used by ``synthetic``).
@@ -25,11 +26,13 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         target: the MUSDB stem that plays the synth's role.
         download: MUSDB only: fetch musdb's 7-second previews.
         strict: folder only: fail on the first unpaired or unreadable file.
+        soundfont: sampled only: the ``.sf2`` file (default: the installed GM SoundFont).
     """
-    if kind == "synthetic":
+    if kind in ("synthetic", "sampled"):
         from .synthetic import SyntheticSource
 
-        return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration)
+        return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration,
+                               soundfont=(soundfont or True) if kind == "sampled" else None)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

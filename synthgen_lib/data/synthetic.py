@@ -16,16 +16,22 @@ rendered stem by stem with numpy/scipy so that ``mix == sum(stems)`` exactly:
 The description of every track is written from the parameters actually used ("warm detuned
 saw pad, slow attack, A minor, 96 bpm, with piano and drums"), so a text-conditioned model
 learns words that mean something. Tracks are deterministic per ``(seed, index)``.
+
+With a SoundFont (``soundfont=``, source kind ``sampled``) the same kind of scores are played by
+recorded instrument samples instead (:mod:`.soundfont`): held-out mixes whose timbres the
+procedural voices never made.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import signal
 
+from .soundfont import DRUM_KEYS, choose_programs, describe_sampled, find_soundfont, render_notes
 from .tracks import TrackInfo, TrackSource
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -153,6 +159,7 @@ class SyntheticTrack:
     spec: TrackSpec
     stems: dict[str, np.ndarray]
     mix: np.ndarray = field(repr=False)
+    sampled: bool = False  # played by a SoundFont rather than the procedural voices
 
     @property
     def synth(self) -> np.ndarray:
@@ -160,16 +167,17 @@ class SyntheticTrack:
 
     @property
     def description(self) -> str:
-        return self.spec.describe()
+        return describe_sampled(self.spec) if self.sampled else self.spec.describe()
 
 
 def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def track_name(seed: int, index: int) -> str:
-    """The stable name of synthetic track ``index`` of the set made with ``seed``."""
-    return f"synthetic_s{seed}_{index:05d}"
+def track_name(seed: int, index: int, sampled: bool = False) -> str:
+    """The stable name of synthetic track ``index`` of the set made with ``seed``
+    (``sampled_...`` when a SoundFont plays it)."""
+    return f"{'sampled' if sampled else 'synthetic'}_s{seed}_{index:05d}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,7 +643,7 @@ def _rms(x: np.ndarray) -> float:
 
 
 def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_rate: int = 32_000,
-                 channels: int = 2) -> SyntheticTrack:
+                 channels: int = 2, soundfont: str | Path | None = None) -> SyntheticTrack:
     """Render synthetic track ``index`` of the set made with ``seed``.
 
     Args:
@@ -644,6 +652,9 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
         duration: length in seconds.
         sample_rate: rate in Hz of the rendered audio.
         channels: 1 (mono) or 2 (stereo).
+        soundfont: a GM SoundFont (``.sf2``) to play every part with through FluidSynth
+            instead of the procedural voices (see :mod:`.soundfont`); the score, levels,
+            panning and effects are drawn the same way.
     Returns:
         A :class:`SyntheticTrack` whose ``mix`` is exactly the sum of its ``stems``.
     """
@@ -654,11 +665,15 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
     h = _Harmony(spec)
     sr, n = sample_rate, int(round(duration * sample_rate))
     room_rt60 = float(rng.uniform(0.4, 1.6))
+    programs = choose_programs(spec) if soundfont is not None else {}
 
     synth = np.zeros((channels, n))
-    for part in spec.synths:
+    for i, part in enumerate(spec.synths):
         notes = _synth_notes(rng, h, part)
-        x = _place(notes, lambda nt, p=part: _synth_voice(nt, p, sr, rng), n, sr, rng)
+        if soundfont is not None:
+            x = render_notes(notes, programs[f"synth{i}"], n, sr, soundfont)
+        else:
+            x = _place(notes, lambda nt, p=part: _synth_voice(nt, p, sr, rng), n, sr, rng)
         if "drive" in part.effects:
             x = np.tanh(3.0 * x / (np.abs(x).max() + 1e-9))
         x = _pan(x / _rms(x), part.pan, channels)
@@ -688,15 +703,23 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
                     for name, steps in (("kick", kick), ("snare", snare), ("hat", hat), ("open", opn))
                     for s in steps]
             names = ("kick", "snare", "hat", "open")
-            x = np.zeros(n)
+            x, played = np.zeros(n), []
             for hit in hits:
                 t, v = _human(rng, hit.start, 0.85 if names[int(hit.pitch)] != "hat" else 0.5, 0.004)
+                if soundfont is not None:
+                    played.append(Note(t, 0.2, DRUM_KEYS[names[int(hit.pitch)]], v))
+                    continue
                 sample = kit[names[int(hit.pitch)]] * v
                 i = int(t * sr)
                 m = min(len(sample), n - i)
                 if m > 0:
                     x[i: i + m] += sample[:m]
+            if soundfont is not None:
+                x = render_notes(played, 0, n, sr, soundfont, drums=True)
             pan = 0.0
+        elif soundfont is not None:
+            x = render_notes(_accompaniment_notes(rng, h, inst), programs[inst], n, sr, soundfont)
+            pan = 0.0 if inst == "bass" else float(rng.uniform(-0.7, 0.7))
         else:
             x = _place(_accompaniment_notes(rng, h, inst), voices[inst], n, sr, rng)
             pan = 0.0 if inst == "bass" else float(rng.uniform(-0.7, 0.7))
@@ -714,7 +737,8 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
     gain = float(rng.uniform(0.5, 0.95)) / (np.abs(mix).max() + 1e-9)
     stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
     mix = np.sum(np.stack(list(stems.values())), axis=0, dtype=np.float32)
-    return SyntheticTrack(name=track_name(seed, index), spec=spec, stems=stems, mix=mix)
+    return SyntheticTrack(name=track_name(seed, index, soundfont is not None), spec=spec,
+                          stems=stems, mix=mix, sampled=soundfont is not None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,31 +754,40 @@ class SyntheticSource(TrackSource):
         track_duration: length of every track in seconds.
         channels: channels rendered (1 or 2).
         cache: how many rendered tracks to keep in memory.
+        soundfont: play the tracks with this GM SoundFont (``True``: the installed one, see
+            :func:`.soundfont.find_soundfont`) instead of the procedural voices; the source's
+            kind is then ``sampled``.
     """
 
     kind = "synthetic"
 
     def __init__(self, num_tracks: int = 64, seed: int = 0, track_duration: float = 30.0,
-                 channels: int = 2, cache: int = 4):
+                 channels: int = 2, cache: int = 4, soundfont: str | Path | bool | None = None):
         super().__init__()
         if num_tracks < 1:
             raise ValueError(f"num_tracks must be at least 1, got {num_tracks}")
+        self.soundfont = None
+        if soundfont is not None and soundfont is not False:
+            self.soundfont = find_soundfont(None if soundfont is True else soundfont)
+            self.kind = "sampled"
+        sampled = self.soundfont is not None
         self.seed, self.track_duration, self.channels = seed, track_duration, channels
         self._cache: OrderedDict[tuple[int, int], SyntheticTrack] = OrderedDict()
         self._cache_size = cache
         self._index: dict[str, int] = {}
         for i in range(num_tracks):
             spec = sample_spec(seed, i, track_duration)
-            name = track_name(seed, i)
+            name = track_name(seed, i, sampled)
             self._index[name] = i
-            self._tracks[name] = TrackInfo(name, track_duration, spec.describe())
+            description = describe_sampled(spec) if sampled else spec.describe()
+            self._tracks[name] = TrackInfo(name, track_duration, description)
 
     def render(self, name: str, sample_rate: int = 32_000) -> SyntheticTrack:
         """The whole rendered track ``name`` (cached)."""
         key = (self._index[name], sample_rate)
         if key not in self._cache:
             self._cache[key] = render_track(self.seed, key[0], self.track_duration, sample_rate,
-                                            self.channels)
+                                            self.channels, self.soundfont)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
