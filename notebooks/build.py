@@ -80,8 +80,9 @@ else:
            "and a few examples. SynthLSTM and SynthEncoder train on this audio directly; for SynthGen, pick a "
            "`SYNTHGEN` base and the windows are also encoded to EnCodec tokens."),
         code(COMMON_PARAMS + '''
-SOURCE = "synthetic"  #@param ["synthetic", "folder", "musdb", "slakh"]
+SOURCE = "synthetic"  #@param ["synthetic", "sampled", "folder", "musdb", "slakh"]
 ROOT = ""  #@param {type:"string"}
+SOUNDFONT = ""  #@param {type:"string"}
 DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
@@ -92,15 +93,20 @@ SYNTHGEN_CONFIG = {}''', tags=["parameters"]),
         code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU, and the offline tiny SynthGen
     TRACKS, TRACK_DURATION = 4, 11.0
     SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
-        md("## Install and project folder\nSame as the Setup notebook (instant when already done)."),
-        code(INSTALL),
+        md("## Install and project folder\nSame as the Setup notebook (instant when already done). The `sampled` "
+           "source plays the generator's scores with real instrument samples; on Colab this installs FluidSynth "
+           "and the FluidR3 General MIDI SoundFont for it (about 30 seconds)."),
+        code(INSTALL + '''
+    if SOURCE == "sampled":
+        !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
         code(PROJECT),
         md("## Write the dataset\nThe synthetic set renders at about 25x realtime on one CPU core (64 tracks of 30 s: "
-           "about 1.5 minutes); other sources are converted. Interrupted? Run it again: finished tracks are kept."),
+           "about 1.5 minutes), the sampled set at about 10x (FluidSynth, about 3 minutes); other sources are "
+           "converted. Interrupted? Run it again: finished tracks are kept."),
         code('''from synthgen_lib import prepare
 dataset = project / "datasets" / DATASET
 report = prepare(SOURCE, ROOT or None, dataset, num_tracks=TRACKS, track_duration=TRACK_DURATION,
-                 window=WINDOW, hop=HOP)
+                 window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None)
 print(report.format())'''),
         md("## Listen to a few windows\nMix and synth of the first validation windows, with spectrograms."),
         code('''from synthgen_lib.data import FolderSource, make_windows
@@ -220,6 +226,8 @@ display(panel.widget)'''),
 
 def main() -> None:
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):  # stable ids, so rebuilding changes only edited cells
+            cell.id = f"{name.split('_')[0]}-{i:02d}"
         nb = nbformat.v4.new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.metadata["accelerator"] = "GPU"

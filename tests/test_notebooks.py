@@ -24,7 +24,9 @@ def executed(tmp_path_factory):
     # then SynthGen: train on the tokens the Encode notebook wrote, generate with the result
     runs += [("03_train_synthgen", "03_train.ipynb", {"MODEL": "synthgen", "RUN": "synthgen"}),
              ("04_generate_synthgen", "04_generate.ipynb",
-              {"AUTO_RUN": True, "MODEL": str(project / "runs" / "synthgen" / "best.pt")})]
+              {"AUTO_RUN": True, "MODEL": str(project / "runs" / "synthgen" / "best.pt")}),
+             # and the sampled source (FluidSynth + the installed GM SoundFont) into its own dataset
+             ("02_encode_sampled", "02_encode_dataset.ipynb", {"SOURCE": "sampled", "DATASET": "sampled4"})]
     for key, name, extra in runs:
         out = root / f"executed_{key}.ipynb"
         try:
@@ -75,6 +77,16 @@ def test_encode_writes_the_dataset_and_shows_players(executed):
     text = _text(results["02_encode_dataset.ipynb"])
     assert "source: synthetic — 4 tracks" in text and text.count("<audio") == 2  # 1 valid window: mix + synth
     assert "x realtime" in text and (project / "codes" / "synth64-tiny" / "manifest.json").is_file()
+
+
+def test_encode_renders_the_sampled_source(executed):
+    project, results = executed
+    dataset = project / "datasets" / "sampled4"
+    names = sorted(f.stem for f in (dataset / "mix").glob("*.wav"))
+    assert names == [f"sampled_s0_{i:05d}" for i in range(4)]
+    text = _text(results["02_encode_sampled"])
+    assert "source: sampled — 4 tracks" in text and text.count("<audio") == 2
+    assert " playing the " in (dataset / "description" / f"{names[0]}.txt").read_text()
 
 
 def test_train_saves_checkpoints_and_plots(executed):
