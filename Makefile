@@ -5,7 +5,9 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip --disable-pip-version-check
 OUT ?= outputs
 
-.PHONY: install install-test demo demo-models test
+SOUNDFONT ?= /usr/share/sounds/sf2/TimGM6mb.sf2
+
+.PHONY: install install-test sampled-deps demo demo-models test
 
 install:
 	@command -v ffprobe >/dev/null || { echo "installing FFmpeg (musdb needs ffprobe)"; \
@@ -14,11 +16,14 @@ install:
 	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	$(PIP) install -q --no-deps -e .
 
-install-test: install
-	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+# FluidSynth and Debian's small GM SoundFont, for the sampled-instrument source
+sampled-deps:
 	@{ command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ]; } || { echo "installing FluidSynth and a GM SoundFont (sampled tracks)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont >/dev/null; }
+
+install-test: install sampled-deps
+	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	$(PIP) install -q -r requirements-test.txt
 	$(PIP) install -q --no-deps -r requirements-bench.txt
 
@@ -27,17 +32,18 @@ demo: install
 
 # Rebuild the bundled demo models and example from scratch (CPU, both models in parallel on
 # one thread each; see the README for the time it takes). Both train on the 600 tracks of
-# DEMO_TRAIN (seeds 1 and 2) and are scored on DEMO_DATA's 12 held-out tracks (seed 0), which
-# neither has seen.
+# DEMO_TRAIN: 300 procedural (seed 1) and 300 played by the TimGM6mb SoundFont (seed 2). They
+# are scored on DEMO_DATA's 12 held-out procedural tracks (seed 0), which neither has seen,
+# and on sampled tracks of other seeds and another SoundFont (README).
 DEMO_DATA ?= $(OUT)/demo-data
 DEMO_TRAIN ?= $(OUT)/demo-train
 DEMO_RUNS ?= $(OUT)/demo-runs
 LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1e-3 --warmup-steps 100 --max-valid-windows 60
 ENCODER_ARGS ?= --epochs 25 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16}'
-demo-models: install
+demo-models: install sampled-deps
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
 	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)
-	synthgen prepare --source synthetic --tracks 300 --seed 2 --output $(DEMO_TRAIN)
+	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 300 --seed 2 --output $(DEMO_TRAIN)
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
 	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
 	wait
