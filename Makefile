@@ -5,7 +5,8 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip --disable-pip-version-check
 OUT ?= outputs
 
-SOUNDFONT ?= /usr/share/sounds/sf2/TimGM6mb.sf2
+TIMGM6MB = /usr/share/sounds/sf2/TimGM6mb.sf2
+SOUNDFONT ?= $(TIMGM6MB)
 
 .PHONY: install install-test sampled-deps demo demo-models test
 
@@ -18,7 +19,7 @@ install:
 
 # FluidSynth and Debian's small GM SoundFont, for the sampled-instrument source
 sampled-deps:
-	@{ command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ]; } || { echo "installing FluidSynth and a GM SoundFont (sampled tracks)"; \
+	@{ command -v fluidsynth >/dev/null && [ -f $(TIMGM6MB) ]; } || { echo "installing FluidSynth and a GM SoundFont (sampled tracks)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont >/dev/null; }
 
 install-test: install sampled-deps
