@@ -9,7 +9,9 @@ magnitude spectrograms, trained with MSE on magnitudes, as in its own recipe), S
 against Demucs's waveform model class (``demucs.demucs.Demucs``: the v2/v3 waveform U-Net,
 trained with L1, as in its recipe). All four train on the same synthetic tracks, with the
 same crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer
-(AdamW, lr 1e-3), the same CPU threads and the same wall-clock budget (every track is rendered
+and schedule (AdamW, lr 1e-3; ``synthgen train``'s warm-up and cosine decay, the decay spread
+over the wall-clock budget so each model ends its budget at the low learning rate, where its
+weights have settled instead of wherever a constant rate left them), the same CPU threads and the same wall-clock budget (every track is rendered
 before the first clock starts, so the first contender does not pay for it); then each
 separates the same held-out tracks with the same windowed inference and is scored by the same
 code (median SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
@@ -93,18 +95,20 @@ def contenders() -> dict:
 
 
 def train_for(make, batch: int, segment: float, seconds: float, source, windows, seed: int) -> tuple[nn.Module, int]:
-    from synthgen_lib.train import SegmentDataset, TrainConfig, init_from_data
+    from synthgen_lib.train import SegmentDataset, TrainConfig, init_from_data, lr_factor
 
     torch.manual_seed(seed)
     model = make()
     cfg = TrainConfig(batch_size=batch, segment=segment, seed=seed, sample_rate=RATE)
     data = SegmentDataset(source, windows, cfg, augment=True)
     init_from_data(model, data)  # as `synthgen train` does (SynthLSTM's input normalisation)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
     model.train()
     steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for group in opt.param_groups:  # `synthgen train`'s schedule, its decay spread over the budget
+            group["lr"] = cfg.lr * lr_factor(cfg, steps, elapsed / seconds)
         data.set_epoch(steps // max(1, len(order) // batch))
         idx = [order[(steps * batch + i) % len(order)] for i in range(batch)]
         mix, synth = torch.utils.data.default_collate([data[i] for i in idx])

@@ -195,13 +195,18 @@ class SegmentDataset(torch.utils.data.Dataset):
         return synth + accomp, synth
 
 
+def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Learning rate relative to ``cfg.lr``: linear warm-up over ``cfg.warmup_steps``, then
+    cosine decay to ``cfg.final_lr_ratio`` as ``progress`` (0..1 of the run) goes to 1."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, max(0.0, progress))
+    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
+    """:func:`lr_factor` by step, the decay spread over the steps after warm-up."""
+    return lambda step: lr_factor(cfg, step, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
 
 
 def _dist() -> tuple[int, int]:

@@ -12,7 +12,7 @@ import torch
 
 from synthgen_lib.data.synthetic import SyntheticSource
 from synthgen_lib.models import load_checkpoint, load_model
-from synthgen_lib.train import SegmentDataset, TrainConfig, train
+from synthgen_lib.train import SegmentDataset, TrainConfig, lr_factor, train
 
 from .conftest import torchrun
 
@@ -195,3 +195,13 @@ def test_torn_metrics_line_does_not_block_resume(tmp_path, source):
     result = train(source, tmp_path, _cfg("lstm"), TINY_MODELS["lstm"], progress=False)
     assert result.step == 10
     assert all(json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines())
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    cfg = TrainConfig(warmup_steps=4, final_lr_ratio=0.1)
+    assert [lr_factor(cfg, s, 0.0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    decay = [lr_factor(cfg, 10, p / 10) for p in range(11)]
+    assert decay[0] == pytest.approx(1.0) and decay[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(decay, decay[1:]))  # strictly down the whole way
+    assert lr_factor(cfg, 10, 1.7) == pytest.approx(0.1)  # past the end (a run over budget) stays at the floor
+    assert lr_factor(cfg, 10, 0.5) == pytest.approx(0.55)  # cosine: half way is the mid point
