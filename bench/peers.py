@@ -11,8 +11,9 @@ trained with L1, as in its recipe). All four train on the same synthetic tracks,
 same crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer
 and schedule (AdamW, lr 1e-3; ``synthgen train``'s warm-up and cosine decay, the decay spread
 over the wall-clock budget so each model ends its budget at the low learning rate, where its
-weights have settled instead of wherever a constant rate left them), the same CPU threads and the same wall-clock budget (every track is rendered
-before the first clock starts, so the first contender does not pay for it); then each
+weights have settled instead of wherever a constant rate left them), the same CPU threads and
+the same wall-clock budget (every track is rendered before the first clock starts, so the
+first contender does not pay for it); then each
 separates the same held-out tracks with the same windowed inference and is scored by the same
 code (median SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
 are used as published (``pip install --no-deps openunmix==1.3.0 demucs==4.1.0 julius``); the
