@@ -238,6 +238,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="split (and synthetic set) seed")
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--max-tracks", type=int, default=None)
+    p.add_argument("--worst", type=int, default=0, metavar="N",
+                   help="also list the N windows where the first model scores lowest")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -249,6 +251,8 @@ def _run_evaluate(args) -> int:
     report = evaluate({m: m for m in args.model}, data, split=args.split, valid_fraction=args.valid_fraction,
                       seed=args.seed, max_tracks=args.max_tracks, progress=True)
     print(report.format())
+    if args.worst > 0:
+        print("\n" + report.format_worst(args.model[0], args.worst))
     return 0
 
 

@@ -102,6 +102,20 @@ class EvalReport:
 
     methods: dict[str, MethodScores]
     silent_windows: int = 0
+    windows: list[tuple[str, float]] = field(default_factory=list)  # (track, start s) of each scored window
+
+    def format_worst(self, method: str, count: int) -> str:
+        """The ``count`` windows where ``method`` scores lowest, with every method's SI-SDR there
+        (where a model fails, and whether the mix itself was already hard)."""
+        scores = self.methods[method].window_si_sdr
+        order = sorted(range(len(scores)), key=scores.__getitem__)[:count]
+        lines = [f"worst {len(order)} windows of {method} (SI-SDR, dB)",
+                 f"{'track':<28}{'start s':>8}" + "".join(f"{k[:14]:>15}" for k in self.methods)]
+        for i in order:
+            track, start = self.windows[i]
+            lines.append(f"{track:<28}{start:>8.1f}"
+                         + "".join(f"{m.window_si_sdr[i]:>15.2f}" for m in self.methods.values()))
+        return "\n".join(lines)
 
     def format(self) -> str:
         lines = [f"{'method':<22}{'SI-SDR med':>11}{'mean':>8}{'SDR med':>9}{'mean':>8}{'track med':>10}"
@@ -144,18 +158,19 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
     methods = {k: MethodScores() for k in models}
     if references:
         methods.update(mix=MethodScores(), oracle=MethodScores())
-    silent = 0
+    silent, scored = 0, []
     for name in tqdm(names, desc="evaluating", disable=not progress):
         audio = data.load(name, rate, 2)
         estimates = {k: separate(audio.mix, m, rate, **separate_kwargs).synth for k, m in models.items()}
         if references:
             estimates.update(mix=audio.mix, oracle=oracle_mask(audio.mix, audio.synth))
-        spans = [(int(w.start * rate), int((w.start + w.length) * rate)) for w in ws.windows if w.track == name]
-        for a, b in spans:
+        for w in (w for w in ws.windows if w.track == name):
+            a, b = int(w.start * rate), int((w.start + w.length) * rate)
             ref = audio.synth[:, a:b]
             if ref.pow(2).mean().sqrt() < SILENT_RMS:
                 silent += 1
                 continue
+            scored.append((name, w.start))
             for k, est in estimates.items():
                 methods[k].window_si_sdr.append(float(si_sdr(est[:, a:b].flatten(), ref.flatten())))
                 methods[k].window_sdr.append(float(sdr(est[:, a:b].flatten(), ref.flatten())))
@@ -163,4 +178,4 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
         if audio.synth.pow(2).mean().sqrt() >= SILENT_RMS:
             for k, est in estimates.items():
                 methods[k].track_si_sdr[name] = float(si_sdr(est.flatten(), audio.synth.flatten()))
-    return EvalReport(methods=methods, silent_windows=silent)
+    return EvalReport(methods=methods, silent_windows=silent, windows=scored)

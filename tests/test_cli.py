@@ -169,3 +169,15 @@ def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, c
     assert main(["generate", str(tmp_path / "in"), "--model", str(tmp_path / "sep.pt"), "--output",
                  str(tmp_path / "x")]) == 2
     assert "not 'synthgen'" in capsys.readouterr().err
+
+
+def test_evaluate_prints_the_table_and_the_worst_windows(tmp_path, capsys):
+    ckpt = tmp_path / "tiny.pt"
+    _tiny_checkpoint(ckpt)
+    assert main(["evaluate", "--model", str(ckpt), "--source", "synthetic", "--tracks", "2", "--split", "all",
+                 "--worst", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:4]] == [str(ckpt), "mix", "oracle"]
+    worst = out.split("worst 2 windows of " + str(ckpt) + " (SI-SDR, dB)\n")[1].splitlines()
+    assert worst[0].split()[:3] == ["track", "start", "s"] and len(worst) == 3
+    assert all(line.split()[0].startswith("synth") for line in worst[1:])

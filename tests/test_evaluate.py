@@ -43,3 +43,9 @@ def test_oracle_mask_beats_the_mix_and_reports_both():
     assert s["copy"]["si_sdr_median"] == pytest.approx(s["mix"]["si_sdr_median"], abs=1e-3)
     assert s["oracle"]["si_sdr_median"] > s["mix"]["si_sdr_median"]
     assert "oracle" in report.format()
+    assert report.windows == [(t.name, start) for t in src.tracks() for start in (0.0, 1.0)]
+    worst = report.format_worst("oracle", 3).splitlines()
+    assert worst[0] == "worst 3 windows of oracle (SI-SDR, dB)" and len(worst) == 2 + 3
+    oracle_column = [float(line.split()[4]) for line in worst[2:]]  # track, start, copy, mix, oracle
+    assert oracle_column == sorted(oracle_column)
+    assert oracle_column[0] == pytest.approx(min(report.methods["oracle"].window_si_sdr), abs=0.01)
