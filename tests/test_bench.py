@@ -59,6 +59,29 @@ def test_peer_comparison_quick_mode_trains_and_scores_all_four():
     assert medians["oracle"] > medians["mix"]  # the reference points are computed, and sane
 
 
+def test_peer_comparison_over_seeds_pairs_each_of_ours_with_its_peer():
+    out = subprocess.run([sys.executable, "-m", "bench.peers", "--quick", "--seeds", "0", "1", "--models", "encoder",
+                          "demucs"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    per_seed = re.findall(r"seed (\d+), \d+ held out", out.stdout)
+    assert per_seed == ["0", "1"]  # one run per seed, each with its own table
+    rows = _rows(out.stdout)
+    runs = [r for r in rows if len(r) == 6 and r[0] != "pair" and " - " not in r[0]]  # the per-seed tables
+    assert {r[0] for r in runs} == {"SynthEncoder", "Demucs (v2 waveform)", "mix", "oracle"}  # only the chosen pair
+    summary = {r[0]: r for r in rows if len(r) == 5}
+    assert set(summary) == {"SynthEncoder", "Demucs (v2 waveform)", "mix", "oracle"}
+    for name, row in summary.items():  # the mean of the per-seed medians is their mean
+        medians = [float(m) for m in row[1].split(" / ")]
+        seed_medians = [float(r[4]) for r in runs if r[0] == name]
+        assert medians == seed_medians and abs(float(row[2]) - sum(medians) / 2) < 0.006
+    (pair,) = [r for r in rows if r[0] == "SynthEncoder - Demucs (v2 waveform)"]
+    diffs = [float(d) for d in pair[1].split(" / ")]
+    expected = [float(e[4]) - float(d[4]) for e, d in zip([r for r in runs if r[0] == "SynthEncoder"],
+                                                          [r for r in runs if r[0] == "Demucs (v2 waveform)"])]
+    assert all(abs(d - e) < 0.011 for d, e in zip(diffs, expected))
+    assert pair[5] == f"{sum(d > 0 for d in expected)} of 2"
+
+
 def test_synthmatch_benchmark_quick_mode_scores_matching_against_random_segments():
     out = subprocess.run([sys.executable, "-m", "bench.synthmatch", "--quick"], cwd=ROOT, capture_output=True,
                          text=True, timeout=900)
