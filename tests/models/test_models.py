@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthgen_lib.models import SynthEncoder, SynthEncoderConfig, SynthLSTM, SynthLSTMConfig
+from synthgen_lib.models import CheckpointError, SynthEncoder, SynthEncoderConfig, SynthLSTM, SynthLSTMConfig, build_model
 
 TINY = {
     "lstm": lambda: SynthLSTM(SynthLSTMConfig(sample_rate=16000, n_fft=512, hop_length=128, n_mels=32,
@@ -101,3 +101,19 @@ def test_loss_can_return_the_estimate_it_scored(family):
         loss, estimate = model.loss(mix, synth, return_estimate=True)
         torch.testing.assert_close(estimate, model(mix))  # one forward pass serves both
         torch.testing.assert_close(loss, model.loss(mix, synth))
+
+
+def test_encoder_loss_setting_chooses_plain_l1_or_l1_with_stft_and_refuses_others():
+    torch.manual_seed(0)
+    make = lambda loss: SynthEncoder(SynthEncoderConfig(sample_rate=16000, channels=8, depth=3, lstm_layers=1,
+                                                        loss=loss)).eval()
+    plain, default = make("l1"), make("l1+stft")
+    default.load_state_dict(plain.state_dict())
+    mix, synth = torch.randn(2, 2, 8000), 0.1 * torch.randn(2, 2, 8000)
+    with torch.no_grad():
+        l1 = plain.loss(mix, synth)
+        torch.testing.assert_close(l1, torch.nn.functional.l1_loss(plain(mix), synth))
+        # the default divides L1 by the target's level and adds the STFT terms: a different value
+        assert float(default.loss(mix, synth)) > 2 * float(l1)
+    with pytest.raises(CheckpointError, match="loss must be one of l1\\+stft, l1"):
+        build_model("encoder", {"loss": "l2"})
