@@ -9,16 +9,15 @@
 SynthLSTM is set against Open-Unmix's model class (``openunmix.model.OpenUnmix``: a BiLSTM on
 magnitude spectrograms, trained with MSE on magnitudes, as in its own recipe), SynthEncoder
 against Demucs's waveform model class (``demucs.demucs.Demucs``: the v2/v3 waveform U-Net,
-trained with L1, as in its recipe). All four train on the same synthetic tracks, with the
-same crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer
-and schedule (AdamW, lr 1e-3; ``synthgen train``'s warm-up and cosine decay, the decay spread
-over the wall-clock budget so each model ends its budget at the low learning rate, where its
-weights have settled instead of wherever a constant rate left them; the decay starts after the
-warm-up steps, as in ``synthgen train``), the same CPU threads and
-the same wall-clock budget (every track is rendered before the first clock starts, so the
-first contender does not pay for it); then each
-separates the same held-out tracks with the same windowed inference and is scored by the same
-code (median SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
+trained with L1, as in its recipe). All four train on the same synthetic tracks, with the same
+crops, augmentations and batch order (our SegmentDataset, seeded), the same optimizer and
+schedule (AdamW, lr 1e-3; ``synthgen train``'s warm-up and cosine decay, the decay spread over
+the wall-clock budget so each model ends its budget at the low learning rate, where its weights
+have settled instead of wherever a constant rate left them; as there, the decay starts after the
+warm-up steps), the same CPU threads and the same wall-clock budget (every track is rendered
+before the first clock starts, so the first contender does not pay for it); then each separates
+the same held-out tracks with the same windowed inference and is scored by the same code (median
+SI-SDR over 10 s windows), next to the mix itself and the oracle ratio mask. The peers' classes
 are used as published (``pip install --no-deps openunmix==1.3.0 demucs==4.1.0 julius``); the
 STFT/iSTFT around Open-Unmix is ours (mix phase, no Wiener), as its Separator would add it.
 
@@ -140,8 +139,8 @@ def train_for(make, batch: int, segment: float, seconds: float, source, windows,
 
 def run_seed(keys: list[str], minutes: float, tracks: int, seed: int) -> dict[str, dict]:
     """Render ``tracks`` synthetic tracks of ``seed``, train each contender for ``minutes`` on
-    the training tracks, score all on the held-out ones; prints the table and returns
-    ``name -> {"params", "steps", "median", "mean"}`` (mix and oracle included)."""
+    the training tracks, score all on the held-out ones; prints the table and returns each
+    method's window SI-SDR ``name -> {"median", "mean"}`` (mix and oracle included)."""
     from synthgen_lib.data import make_windows
     from synthgen_lib.data.synthetic import SyntheticSource
     from synthgen_lib.evaluate import evaluate
@@ -158,11 +157,10 @@ def run_seed(keys: list[str], minutes: float, tracks: int, seed: int) -> dict[st
     results, rows = {}, []
     for name, scores in report.methods.items():
         si = torch.tensor(scores.window_si_sdr)
+        results[name] = {"median": float(si.median()), "mean": float(si.mean())}
         params = sum(p.numel() for p in trained[name].parameters()) if name in trained else 0
-        results[name] = {"params": params, "steps": steps.get(name, 0), "windows": len(si),
-                         "median": float(si.median()), "mean": float(si.mean())}
         rows.append([name, f"{params / 1e6:.2f}M" if params else "-", steps.get(name, "-"), len(si),
-                     f"{float(si.median()):.2f}", f"{float(si.mean()):.2f}"])
+                     f"{results[name]['median']:.2f}", f"{results[name]['mean']:.2f}"])
     print(f"\nValidation SI-SDR (dB) after {minutes:g} min of training each on {torch.get_num_threads()} "
           f"threads; {tracks} synthetic tracks of 20 s, seed {seed}, "
           f"{len({w.track for w in ws.of('valid')})} held out")
