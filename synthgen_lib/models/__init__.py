@@ -38,6 +38,10 @@ def _family(name: str) -> tuple[type[nn.Module], type]:
 
         FAMILIES[name] = (SynthGen, SynthGenConfig)
     return FAMILIES[name]
+# Settings added after a family's first checkpoints were written, with the value those older
+# checkpoints were trained with: a checkpoint whose config lacks one loads (and resumes) as it
+# was trained, not with today's default.
+ADDED_SETTINGS = {"encoder": {"loss": "l1+stft"}}
 FORMAT = "synthgen-checkpoint"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED = {
@@ -126,6 +130,7 @@ def load_checkpoint(name_or_path: str | Path) -> dict:
                               "truncated or corrupt; download or copy it again") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a SynthGen checkpoint (no '{FORMAT}' header)")
+    payload["config"] = {**ADDED_SETTINGS.get(payload.get("family"), {}), **(payload.get("config") or {})}
     return payload
 
 

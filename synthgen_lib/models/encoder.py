@@ -14,24 +14,28 @@ Design:
   up, GELU except at the last block, whose output is **linear** (a waveform needs negative
   values). Each decoder block adds the matching encoder output (skip connection).
 
-Loss: L1 on the waveform plus a multi-resolution STFT loss (spectral convergence + log
-magnitude at three FFT sizes), see :func:`synthgen_lib.models.losses.waveform_loss`. L1 on
-samples fixes phase and level (what SI-SDR measures); the STFT terms weigh all frequencies
-and quiet passages, which a sample loss alone under-trains.
+Loss: plain L1 on samples (``loss="l1"``, the default, as Demucs trains). L1 on samples
+fixes phase and level, which is what SI-SDR measures, and costs nothing beyond the forward
+pass (about 35 % more steps in the same time than with STFT terms). ``loss="l1+stft"`` adds a
+multi-resolution STFT loss (spectral convergence + log magnitude at three FFT sizes, see
+:func:`synthgen_lib.models.losses.waveform_loss`) to an L1 taken relative to the target's level;
+it was the default until 2026-12-01 and checkpoints written before the setting existed load
+with it.
 
-Alternatives tried in 4-minute runs with ``bench.peers``' data, batch order and optimizer (2
-threads, 8 held-out tracks; median / mean SI-SDR in dB, steps in brackets): this design 1.47 /
-1.04 (488); one network reading the stereo pair jointly, with this loss -8.51 / -8.66 (837) and
-with L1 alone 0.72 / 1.15 (1465); negative SNR as the loss 1.26 / 1.70 (835), the same at 24
-channels 1.33 / 1.68 (437); MSE scaled by the target's energy 1.28 / 1.48 (821); plain L1 0.91 /
-1.38 (798). None is ahead by more than the run-to-run spread (about 0.5 dB), so the design stays.
+Why L1 won, measured with ``bench.peers`` (8 minutes per model on 2 threads, 8 held-out tracks
+of 20 s per seed; median SI-SDR in dB, steps in brackets). With ``"l1+stft"`` (2026-11-30, the
+four-model seeds run): 0.87 (1193) / 0.43 (1145) / -3.94 (1190) on seeds 0 / 1 / 2, behind
+Demucs's waveform model by 1.68 dB on average. With plain L1 (2026-12-01, ``python -m
+bench.peers --minutes 8 --seeds 0 1 2 --models encoder demucs``): 0.36 (1596) / 2.99 (1607) /
+-0.42 (1644), ahead of Demucs by 0.16 dB on average (2 seeds of 3). The gain is largest on seed
+2 (+3.5 dB), where the held-out synths are quietest in their mixes; how much of it comes from
+the extra steps and how much from the loss itself was not separated.
 
-Over three seeds (``bench.peers``, 8 minutes, 2026-11-30) plain L1 looked better where seed 0
-could not show it: median 0.58 / 2.89 / -0.20 dB on seeds 0 / 1 / 2 against 0.87 / 0.43 / -3.94
-with the STFT terms, about 35 % more steps in the same time, and most where the synth is quiet
-in the mix (seed 2). Those plain-L1 runs were one-off scripts, not yet the paired command, so
-``loss="l1"`` is an option (``--model-config '{"loss": "l1"}'``) and the bundled recipe keeps
-``"l1+stft"`` until the paired rerun and a retrained bundled model confirm it.
+Earlier single-seed 4-minute runs (seed 0 only, which later proved to be the seed where the
+losses differ least): the design with L1 + STFT 1.47 / 1.04 (488, median / mean); one network
+reading the stereo pair jointly -8.51 / -8.66 (837) with L1 + STFT, 0.72 / 1.15 (1465) with L1;
+negative SNR as the loss 1.26 / 1.70 (835); MSE scaled by the target's energy 1.28 / 1.48
+(821); plain L1 0.91 / 1.38 (798). Each channel is still separated on its own.
 """
 from __future__ import annotations
 
@@ -56,8 +60,9 @@ class SynthEncoderConfig:
             transposed convolutions free of gaps).
         stride: down/up-sampling factor per block.
         lstm_layers: bidirectional LSTM layers in the bottleneck.
-        loss: ``"l1+stft"`` (L1 relative to the target's level plus multi-resolution STFT, the
-            bundled model's) or ``"l1"`` (plain L1 on samples, Demucs's; see the module doc).
+        loss: ``"l1"`` (plain L1 on samples, as Demucs; the default and the bundled model's) or
+            ``"l1+stft"`` (L1 relative to the target's level plus multi-resolution STFT; see the
+            module doc).
     """
 
     sample_rate: int = 32_000
@@ -67,10 +72,10 @@ class SynthEncoderConfig:
     kernel_size: int = 8
     stride: int = 4
     lstm_layers: int = 2
-    loss: str = "l1+stft"
+    loss: str = "l1"
 
 
-LOSSES = ("l1+stft", "l1")
+LOSSES = ("l1", "l1+stft")
 
 
 class SynthEncoder(nn.Module):

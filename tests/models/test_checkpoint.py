@@ -77,3 +77,17 @@ def test_settings_are_strict_for_users_but_old_checkpoints_still_load(tmp_path):
     payload["config"]["a_setting_since_removed"] = 1.0
     torch.save(payload, path)
     assert isinstance(load_model(path), SynthLSTM)
+
+
+def test_a_checkpoint_written_before_a_setting_existed_keeps_the_value_it_was_trained_with(tmp_path):
+    from synthgen_lib.models import SynthEncoder, SynthEncoderConfig
+
+    config = SynthEncoderConfig(sample_rate=16000, channels=8, depth=3, lstm_layers=1)
+    assert config.loss == "l1"  # today's default
+    path = save_checkpoint(tmp_path / "e.pt", SynthEncoder(config))
+    assert load_model(path).config.loss == "l1"  # written today: stored, so kept
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["loss"]  # as written before the setting existed (trained with L1 + STFT)
+    torch.save(payload, path)
+    assert load_checkpoint(path)["config"]["loss"] == "l1+stft"  # what `synthgen train --resume` rebuilds from
+    assert load_model(path).config.loss == "l1+stft"
