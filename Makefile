@@ -40,7 +40,7 @@ DEMO_DATA ?= $(OUT)/demo-data
 DEMO_TRAIN ?= $(OUT)/demo-train
 DEMO_RUNS ?= $(OUT)/demo-runs
 LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1e-3 --warmup-steps 100 --max-valid-windows 60
-ENCODER_ARGS ?= --epochs 25 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16}'
+ENCODER_ARGS ?= --epochs 25 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16, "loss": "l1+stft"}'
 demo-models: install sampled-deps
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
 	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)

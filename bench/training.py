@@ -17,7 +17,7 @@ from bench.common import machine, table
 
 RECIPES = {  # the settings of `make demo-models`
     "lstm": ({}, 8, 4.0),
-    "encoder": ({"channels": 16}, 4, 2.0),
+    "encoder": ({"channels": 16, "loss": "l1+stft"}, 4, 2.0),
     "synthmatch": ({}, 8, 4.0),
 }
 
