@@ -1,7 +1,7 @@
 """Separation speed, memory and scaling of the bundled models.
 
     python -m bench.separation            # 3-minute stereo 44.1 kHz mix through each model,
-                                          # then 30 s / 3 min / 10 min through SynthLSTM
+                                          # then 30 s / 3 min / 10 min through each
     python -m bench.separation --quick    # 10 s, for CI
 
 Each measurement runs in its own process: `synthgen separate` on a WAV file (streamed in
@@ -81,9 +81,10 @@ def main(argv=None) -> int:
         print(table(["model", "audio s", "wall s", "x realtime", "peak RAM MB"], rows))
         if not args.quick:
             rows = []
-            for seconds in (30.0, 180.0, 600.0):
-                r = in_subprocess("bench.separation", "--child", MODELS[0], mix_of(seconds), str(seconds))
-                rows.append([MODELS[0], f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
+            for model in MODELS:
+                for seconds in (30.0, 180.0, 600.0):
+                    r = in_subprocess("bench.separation", "--child", model, mix_of(seconds), str(seconds))
+                    rows.append([model, f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
             print("\nScaling with track length (time should grow linearly, memory stay flat)")
             print(table(["model", "audio s", "wall s", "wall s per audio min", "peak RAM MB"], rows))
     return 0
