@@ -38,6 +38,8 @@ def _family(name: str) -> tuple[type[nn.Module], type]:
 
         FAMILIES[name] = (SynthGen, SynthGenConfig)
     return FAMILIES[name]
+
+
 # Settings added after a family's first checkpoints were written, with the value those older
 # checkpoints were trained with: a checkpoint whose config lacks one loads (and resumes) as it
 # was trained, not with today's default.
