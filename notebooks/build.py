@@ -133,7 +133,7 @@ else:
            "SynthEncoder, SynthMatch (predicts the synth's descriptors and rebuilds it from a database of training "
            "synth segments) or SynthGen (on its tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
            "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
-           "resumes from `last.pt`. SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
+           "resumes from `last.pt`. `INIT` fine-tunes a trained model instead of starting from random weights: a bundled name (`synthlstm-demo`, `synthencoder-demo`) or a checkpoint's path (e.g. another run's `best.pt`), with a lower `LEARNING_RATE` (3e-4). SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
            "musicgen-melody; musicgen-small also fine-tunes in full."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
@@ -146,6 +146,7 @@ STEPS_PER_EPOCH = 100  #@param {type:"integer"}
 BATCH_SIZE = 8  #@param {type:"integer"}
 SEGMENT = 4.0  #@param {type:"number"}
 LEARNING_RATE = 0.001  #@param {type:"number"}
+INIT = ""  #@param {type:"string"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
     EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
@@ -166,7 +167,7 @@ data = project / "codes" / CODES if MODEL == "synthgen" else project / "datasets
 config = TrainConfig(model=MODEL, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=BATCH_SIZE,
                      segment=SEGMENT, lr=LEARNING_RATE, accumulate=ACCUMULATE)
 plot = LossPlot(run / "metrics.jsonl")
-result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update)
+result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update, init=INIT or None)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
         md("## Evaluate\nSeparation models: SI-SDR of the best checkpoint on the validation tracks, next to the mix "
            "itself and the oracle ratio mask (about a second per track on a GPU). SynthMatch: the log-mel distance "

@@ -96,6 +96,8 @@ def _add_train(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--model-config", default="{}", help='JSON overrides, e.g. \'{"hidden_size": 128}\'')
+    p.add_argument("--init", metavar="NAME_OR_CHECKPOINT", help="start from this trained model (a bundled "
+                   "name or a checkpoint) instead of random weights: fine-tune it on --data with a new schedule")
     p.add_argument("--restart", action="store_true", help="ignore last.pt and start over")
     p.set_defaults(func=_run_train)
 
@@ -109,7 +111,7 @@ def _run_train(args) -> int:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k != "model"},
                       model=args.model, augment=not args.no_augment)
     overrides = _json_object(args.model_config, "--model-config")
-    result = train(args.data, args.output, cfg, overrides, resume=not args.restart)
+    result = train(args.data, args.output, cfg, overrides, resume=not args.restart, init=args.init)
     print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "
           f"{result.best_valid_loss:.4f}; best: {result.best}; last: {result.last}")
     return 0

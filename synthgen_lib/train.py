@@ -19,6 +19,11 @@ The loop is short on purpose; the pieces it uses are small:
 * ``metrics.jsonl`` gets one JSON line per epoch (and per ``log_every`` steps) for plots.
 * Under ``torchrun --nproc_per_node N`` it runs as DistributedDataParallel (gloo on CPU,
   nccl on GPU): each process takes every N-th batch of the epoch; rank 0 validates and saves.
+* ``init`` starts a new run from a trained checkpoint (a bundled model's name or a path) instead
+  of a random initialisation: fine-tuning on one's own data, or training a model further with a
+  new schedule. Everything the checkpoint learnt is kept (weights, SynthLSTM's input
+  normalisation, SynthMatch's statistics and database); the optimizer, schedule and step start
+  afresh.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from .data.windows import Window
 from .errors import SynthGenError
 from .evaluate import si_sdr
 from .fileio import atomic_path
-from .models import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from .models import CheckpointError, build_model, load_checkpoint, load_weights, resolve, save_checkpoint
 
 
 @dataclass
@@ -275,7 +280,7 @@ def _rng_state() -> dict:
 def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainConfig | None = None,
           model_config: dict | None = None, *, resume: bool = True, progress: bool = True,
           stop_after_steps: int | None = None, device: str | torch.device | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, init: str | Path | None = None) -> TrainResult:
     """Train a separation model; resume from ``output_dir/last.pt`` when it exists.
 
     Args:
@@ -290,6 +295,9 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             a deliberate interruption, used by tests and to split long runs.
         device: ``cuda``/``cpu``; default CUDA when available.
         on_epoch: called with each epoch's metrics (e.g. a notebook's live loss plot).
+        init: start from this checkpoint's model (bundled name or path) with its config, where
+            ``model_config`` may only change settings that keep the weights' shapes (dropout,
+            loss). Used when the run starts; a resumed run continues from ``last.pt``.
     """
     cfg = config or TrainConfig()
     out = Path(output_dir)
@@ -326,7 +334,15 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
             raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
                                 "tracks differ) — restore the dataset or start a new run in another folder")
-    model = build_model(cfg.model, payload["config"] if payload else model_config).to(dev)
+        if init is not None and payload["train"].get("init") != str(init):
+            raise SynthGenError(f"{last_path}: this run started from {payload['train'].get('init') or 'scratch'}, "
+                                f"not {init} — resume without changing it or use another output folder")
+    if payload:
+        model = build_model(cfg.model, payload["config"]).to(dev)
+    elif init is not None:
+        model = _initial_model(init, cfg, model_config).to(dev)
+    else:
+        model = build_model(cfg.model, model_config).to(dev)
     if cfg.model == "synthgen":
         _check_codec(model, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -348,7 +364,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         torch.set_rng_state(st["rng"]["torch"])
         if "cuda" in st["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
-    else:
+    elif init is None:
         init_from_data(model, train_set, dev)
     loss_fn: nn.Module = _LossOf(model)
     if world > 1:
@@ -372,11 +388,14 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     def save(path: Path, *, with_state: bool) -> None:
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
                        "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
-                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running}
+                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running,
+                       "init": None if init is None else str(init)}
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())
         meta = {"sample_rate": cfg.sample_rate, "trained_steps": step}
+        if init is not None:
+            meta["init_from"] = str(init)
         if cfg.model == "synthgen":  # what it was told in training: the Generate panel offers the closest
             meta["descriptions"] = sorted({x["description"] for x in train_set.items})[:2000]
         save_checkpoint(path, model, meta=meta, train=train_state)
@@ -450,6 +469,22 @@ class _LossOf(nn.Module):
 
     def forward(self, *batch) -> torch.Tensor:
         return self.model.loss(*batch)
+
+
+def _initial_model(init: str | Path, cfg: TrainConfig, model_config: dict | None) -> nn.Module:
+    """A new run's model rebuilt from the checkpoint ``init`` (weights included), with the
+    settings of ``model_config`` that do not change the weights' shapes."""
+    payload = load_checkpoint(init)
+    where = resolve(init)
+    if payload["family"] != cfg.model:
+        raise CheckpointError(f"{where}: is a '{payload['family']}' checkpoint, not '{cfg.model}' — "
+                              "pick the matching --model or another --init")
+    rate = payload["config"].get("sample_rate", cfg.sample_rate)
+    if rate != cfg.sample_rate:
+        raise CheckpointError(f"{where}: was trained at {rate} Hz, this run at {cfg.sample_rate} Hz — "
+                              "train at the checkpoint's rate")
+    model = build_model(cfg.model, {**payload["config"], **(model_config or {})})
+    return load_weights(model, payload, where, "the model settings given (leave out those that change its size)")
 
 
 def _audio_data(data: TrackSource | str | Path, cfg: TrainConfig) -> tuple[SegmentDataset, SegmentDataset, list[str]]:

@@ -85,6 +85,45 @@ def test_resume_refuses_another_family(tmp_path, source):
         train(source, tmp_path, _cfg("encoder"), TINY_MODELS["encoder"], progress=False)
 
 
+def test_init_starts_a_new_run_from_a_trained_model_and_keeps_what_it_learnt(tmp_path, source):
+    base = train(source, tmp_path / "base", _cfg("lstm", epochs=3), TINY_MODELS["lstm"], progress=False)
+    # No model settings given: the architecture (and the learnt input normalisation) come from
+    # the checkpoint, not from the default config or from this data.
+    tuned = train(source, tmp_path / "tuned", _cfg("lstm", epochs=1), progress=False, init=base.best)
+    assert tuned.step == 5  # a new schedule, counted from 0
+    assert tuned.history[0]["valid_loss"] < base.history[0]["valid_loss"]  # a head start
+    saved = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert saved["config"]["hidden_size"] == 32 and saved["meta"]["init_from"] == str(base.best)
+    assert saved["train"]["init"] == str(base.best) and saved["train"]["step"] == 5
+    # With a vanishing learning rate the first step leaves the checkpoint's parameters as they were.
+    train(source, tmp_path / "still", _cfg("lstm", epochs=1, lr=1e-12), progress=False, init=base.best,
+          stop_after_steps=1)
+    before, after = load_checkpoint(base.best)["model"], load_checkpoint(tmp_path / "still" / "last.pt")["model"]
+    params = [k for k, _ in load_model(base.best).named_parameters()]
+    assert "input_mean" in params
+    for k in params:
+        torch.testing.assert_close(after[k], before[k], rtol=0, atol=1e-8)
+
+
+def test_init_refuses_another_family_other_sizes_and_a_changed_start(tmp_path, source):
+    from synthgen_lib.errors import SynthGenError
+    from synthgen_lib.models import CheckpointError
+
+    base = train(source, tmp_path / "base", _cfg("lstm", epochs=1), TINY_MODELS["lstm"], progress=False)
+    with pytest.raises(CheckpointError, match=r"base/best.pt: is a 'lstm' checkpoint, not 'encoder'"):
+        train(source, tmp_path / "a", _cfg("encoder"), progress=False, init=base.best)
+    with pytest.raises(CheckpointError, match=r"base/best.pt: weights do not fit the model settings given"):
+        train(source, tmp_path / "b", _cfg("lstm"), {"hidden_size": 48}, progress=False, init=base.best)
+    with pytest.raises(CheckpointError, match=r"was trained at 16000 Hz, this run at 8000 Hz"):
+        train(source, tmp_path / "c", _cfg("lstm", sample_rate=8000), progress=False, init=base.best)
+    # dropout does not change the weights' shapes: allowed
+    train(source, tmp_path / "d", _cfg("lstm"), {"dropout": 0.1}, progress=False, init=base.best, stop_after_steps=1)
+    with pytest.raises(SynthGenError, match="this run started from .*base/best.pt, not .*base/last.pt"):
+        train(source, tmp_path / "d", _cfg("lstm"), {"dropout": 0.1}, progress=False, init=tmp_path / "base" / "last.pt")
+    resumed = train(source, tmp_path / "d", _cfg("lstm"), progress=False)  # resuming needs no init
+    assert resumed.step == 10
+
+
 def test_augmentation_is_deterministic_per_epoch_and_index(source):
     from synthgen_lib.data import make_windows
 

@@ -149,13 +149,18 @@ def load_model(name_or_path: str | Path, family: str | None = None,
         raise CheckpointError(f"{resolve(name_or_path)}: this is a '{got}' checkpoint, not '{family}' — "
                               "pick the matching --model")
     model = build_model(got, payload.get("config") or {}, strict=False)
+    return load_weights(model, payload, resolve(name_or_path), "its config").to(device).eval()
+
+
+def load_weights(model: nn.Module, payload: dict, where: str | Path, settings: str = "its config") -> nn.Module:
+    """Put a checkpoint's weights (float16 ones as float32) into ``model``; weights that do not
+    fit raise a one-line :class:`CheckpointError` naming ``where`` and ``settings``."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{resolve(name_or_path)}: weights do not fit its config "
-                              f"({str(exc).splitlines()[0][:160]})") from None
-    return model.to(device).eval()
+        raise CheckpointError(f"{where}: weights do not fit {settings} ({str(exc).splitlines()[0][:160]})") from None
+    return model
 
 
 def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
@@ -182,4 +187,4 @@ def list_models() -> list[tuple[str, str, str, bool]]:
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
            "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
-           "save_checkpoint"]
+           "load_weights", "resolve", "save_checkpoint"]
