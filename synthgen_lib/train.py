@@ -337,6 +337,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if init is not None and payload["train"].get("init") != str(init):
             raise SynthGenError(f"{last_path}: this run started from {payload['train'].get('init') or 'scratch'}, "
                                 f"not {init} — resume without changing it or use another output folder")
+        init = payload["train"].get("init")  # kept in the checkpoints a resumed run writes
     if payload:
         model = build_model(cfg.model, payload["config"]).to(dev)
     elif init is not None:

@@ -122,6 +122,7 @@ def test_init_refuses_another_family_other_sizes_and_a_changed_start(tmp_path, s
         train(source, tmp_path / "d", _cfg("lstm"), {"dropout": 0.1}, progress=False, init=tmp_path / "base" / "last.pt")
     resumed = train(source, tmp_path / "d", _cfg("lstm"), progress=False)  # resuming needs no init
     assert resumed.step == 10
+    assert load_checkpoint(tmp_path / "d" / "last.pt")["train"]["init"] == str(base.best)  # and keeps it
 
 
 def test_augmentation_is_deterministic_per_epoch_and_index(source):
