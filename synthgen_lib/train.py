@@ -480,11 +480,11 @@ def _initial_model(init: str | Path, cfg: TrainConfig, model_config: dict | None
     if payload["family"] != cfg.model:
         raise CheckpointError(f"{where}: is a '{payload['family']}' checkpoint, not '{cfg.model}' — "
                               "pick the matching --model or another --init")
-    rate = payload["config"].get("sample_rate", cfg.sample_rate)
-    if rate != cfg.sample_rate:
-        raise CheckpointError(f"{where}: was trained at {rate} Hz, this run at {cfg.sample_rate} Hz — "
-                              "train at the checkpoint's rate")
-    model = build_model(cfg.model, {**payload["config"], **(model_config or {})})
+    config = {**payload["config"], **(model_config or {})}  # the run's rate: TrainConfig's, or the tokens'
+    if config.get("sample_rate") != payload["config"].get("sample_rate"):
+        raise CheckpointError(f"{where}: was trained at {payload['config'].get('sample_rate')} Hz, this run at "
+                              f"{config.get('sample_rate')} Hz — train at the checkpoint's rate")
+    model = build_model(cfg.model, config)
     return load_weights(model, payload, where, "the model settings given (leave out those that change its size)")
 
 

@@ -159,6 +159,8 @@ def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, c
 
     import soundfile as sf
 
+    from synthgen_lib.models import load_checkpoint
+
     from .conftest import TINY_SYNTHGEN, tone, write
 
     codes, run = tmp_path / "codes", tmp_path / "run"
@@ -169,6 +171,12 @@ def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, c
     assert main(["train", "--model", "synthgen", "--data", str(codes), "--output", str(run), "--epochs", "1",
                  "--batch-size", "2", "--accumulate", "2", "--steps-per-epoch", "2"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
+    # fine-tuning a trained SynthGen: its config (codec included) comes with it
+    assert main(["train", "--model", "synthgen", "--data", str(codes), "--output", str(tmp_path / "tuned"),
+                 "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--init", str(run / "best.pt")]) == 0
+    assert "trained 1 steps" in capsys.readouterr().out
+    tuned, first = (load_checkpoint(p / "best.pt") for p in (tmp_path / "tuned", run))
+    assert tuned["config"] == first["config"] and tuned["meta"]["init_from"] == str(run / "best.pt")
     assert main(["export", str(run / "best.pt"), str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "state_dict.bin").is_file()
     write(tmp_path / "in" / "song.wav", tone(3.3, 22050, 2), 22050)
