@@ -150,7 +150,7 @@ INIT = ""  #@param {type:"string"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
     EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
-    MODEL_CONFIG = {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
+    MODEL_CONFIG = {} if INIT else {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
                     "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {},
                     "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
 elif MODEL == "synthgen" and not MODEL_CONFIG:  # fits a T4 with musicgen-melody

@@ -46,7 +46,8 @@ from .data.windows import Window
 from .errors import SynthGenError
 from .evaluate import si_sdr
 from .fileio import atomic_path
-from .models import CheckpointError, build_model, load_checkpoint, load_weights, resolve, save_checkpoint
+from .models import (BUNDLED, CheckpointError, build_model, config_fields, load_checkpoint, load_weights, resolve,
+                     save_checkpoint)
 
 
 @dataclass
@@ -297,7 +298,9 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         on_epoch: called with each epoch's metrics (e.g. a notebook's live loss plot).
         init: start from this checkpoint's model (bundled name or path) with its config, where
             ``model_config`` may only change settings that keep the weights' shapes (dropout,
-            loss). Used when the run starts; a resumed run continues from ``last.pt``.
+            loss); SynthGen's tokens must be encoded with the checkpoint's codec settings, and
+            SynthMatch keeps the database of the data it was first trained on. Used when the
+            run starts; a resumed run continues from ``last.pt``.
     """
     cfg = config or TrainConfig()
     out = Path(output_dir)
@@ -305,11 +308,12 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
     if cfg.model == "synthgen":
-        train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, model_config)
+        train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, overrides)
     else:
         train_set, valid_set, valid_tracks = _audio_data(data, cfg)
-        model_config = {**(model_config or {}), "sample_rate": cfg.sample_rate}
+        model_config = {**overrides, "sample_rate": cfg.sample_rate}
     step_size = cfg.batch_size * cfg.accumulate
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_set) // (step_size * world))
     total_steps = steps_per_epoch * cfg.epochs
@@ -334,14 +338,14 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
             raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
                                 "tracks differ) — restore the dataset or start a new run in another folder")
-        if init is not None and payload["train"].get("init") != str(init):
+        if init is not None and payload["train"].get("init") != _init_name(init):
             raise SynthGenError(f"{last_path}: this run started from {payload['train'].get('init') or 'scratch'}, "
-                                f"not {init} — resume without changing it or use another output folder")
+                                f"not {_init_name(init)} — resume without changing it or use another output folder")
         init = payload["train"].get("init")  # kept in the checkpoints a resumed run writes
     if payload:
         model = build_model(cfg.model, payload["config"]).to(dev)
     elif init is not None:
-        model = _initial_model(init, cfg, model_config).to(dev)
+        model = _initial_model(init, cfg, overrides, model_config).to(dev)
     else:
         model = build_model(cfg.model, model_config).to(dev)
     if cfg.model == "synthgen":
@@ -390,13 +394,13 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
                        "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
                        "steps_per_epoch": steps_per_epoch, "world": world, "running": running,
-                       "init": None if init is None else str(init)}
+                       "init": None if init is None else _init_name(init)}
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())
         meta = {"sample_rate": cfg.sample_rate, "trained_steps": step}
         if init is not None:
-            meta["init_from"] = str(init)
+            meta["init_from"] = _init_name(init)
         if cfg.model == "synthgen":  # what it was told in training: the Generate panel offers the closest
             meta["descriptions"] = sorted({x["description"] for x in train_set.items})[:2000]
         save_checkpoint(path, model, meta=meta, train=train_state)
@@ -472,20 +476,31 @@ class _LossOf(nn.Module):
         return self.model.loss(*batch)
 
 
-def _initial_model(init: str | Path, cfg: TrainConfig, model_config: dict | None) -> nn.Module:
-    """A new run's model rebuilt from the checkpoint ``init`` (weights included), with the
-    settings of ``model_config`` that do not change the weights' shapes."""
+def _initial_model(init: str | Path, cfg: TrainConfig, overrides: dict, run_config: dict) -> nn.Module:
+    """A new run's model rebuilt from the checkpoint ``init`` (weights included): its own config
+    with the caller's ``overrides`` (settings that keep the weights' shapes), refused when a
+    setting the run's data fixes (``run_config``: the audio rate, or what SynthGen's tokens
+    were encoded with) differs from the checkpoint's."""
     payload = load_checkpoint(init)
     where = resolve(init)
     if payload["family"] != cfg.model:
         raise CheckpointError(f"{where}: is a '{payload['family']}' checkpoint, not '{cfg.model}' — "
                               "pick the matching --model or another --init")
-    config = {**payload["config"], **(model_config or {})}  # the run's rate: TrainConfig's, or the tokens'
-    if config.get("sample_rate") != payload["config"].get("sample_rate"):
-        raise CheckpointError(f"{where}: was trained at {payload['config'].get('sample_rate')} Hz, this run at "
-                              f"{config.get('sample_rate')} Hz — train at the checkpoint's rate")
-    model = build_model(cfg.model, config)
-    return load_weights(model, payload, where, "the model settings given (leave out those that change its size)")
+    bound = TOKEN_SETTINGS if cfg.model == "synthgen" else ("sample_rate",)
+    differ = [f"{k} {payload['config'].get(k)} (this run: {run_config[k]})" for k in bound
+              if k in run_config and run_config[k] != payload["config"].get(k)]
+    if differ:
+        raise CheckpointError(f"{where}: was trained with {', '.join(differ)} — train on data made with the "
+                              "checkpoint's settings, or start from scratch")
+    known = config_fields(cfg.model)  # a setting since removed from the family is dropped, not refused
+    config = {**{k: v for k, v in payload["config"].items() if k in known}, **overrides}
+    return load_weights(build_model(cfg.model, config), payload, where,
+                        "the model settings given (leave out those that change its size)")
+
+
+def _init_name(init: str | Path) -> str:
+    """How a run records its starting model: a bundled name as it is, a file by its absolute path."""
+    return str(init) if str(init) in BUNDLED else str(Path(init).resolve())
 
 
 def _audio_data(data: TrackSource | str | Path, cfg: TrainConfig) -> tuple[SegmentDataset, SegmentDataset, list[str]]:
@@ -502,6 +517,10 @@ def _audio_data(data: TrackSource | str | Path, cfg: TrainConfig) -> tuple[Segme
             sorted({w.track for w in valid_windows}))
 
 
+# SynthGen settings that its encoded tokens depend on: a run must use the encode's values
+TOKEN_SETTINGS = ("base", "n_q", "card", "sample_rate", "seed", "use_chroma")
+
+
 def _codes_data(data: str | Path, cfg: TrainConfig, overrides: dict | None):
     """SynthGen's encoded windows; its model config is the one the encode recorded (the
     codec must match), with ``overrides`` for the settings that do not change the tokens."""
@@ -514,7 +533,7 @@ def _codes_data(data: str | Path, cfg: TrainConfig, overrides: dict | None):
     if not len(train_set) or not len(valid_set):
         raise SynthGenError(f"{data}: need training and validation windows, got {len(train_set)} and "
                             f"{len(valid_set)} — encode more tracks or change valid_fraction")
-    fixed = {"base", "n_q", "card", "sample_rate", "seed", "use_chroma"} & set(overrides or {})
+    fixed = set(TOKEN_SETTINGS) & set(overrides or {})
     changed = sorted(k for k in fixed if overrides[k] != codes.model_config.get(k))
     if changed:
         raise SynthGenError(f"{data}: was encoded with another {', '.join(changed)} — encode again with these settings")

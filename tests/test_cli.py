@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from synthgen_lib.cli import main
 
@@ -169,14 +170,19 @@ def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, c
                  "--output", str(codes), "--model-config", config, "--shard-size", "4"]) == 0
     assert "x realtime" in capsys.readouterr().out and (codes / "manifest.json").is_file()
     assert main(["train", "--model", "synthgen", "--data", str(codes), "--output", str(run), "--epochs", "1",
-                 "--batch-size", "2", "--accumulate", "2", "--steps-per-epoch", "2"]) == 0
+                 "--batch-size", "2", "--accumulate", "2", "--steps-per-epoch", "2",
+                 "--model-config", '{"text_dropout": 0.3}']) == 0
     assert "trained 2 steps" in capsys.readouterr().out
-    # fine-tuning a trained SynthGen: its config (codec included) comes with it
+    # fine-tuning the trained SynthGen: its own settings and weights come with it, not the encode's
     assert main(["train", "--model", "synthgen", "--data", str(codes), "--output", str(tmp_path / "tuned"),
-                 "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--init", str(run / "best.pt")]) == 0
+                 "--epochs", "1", "--batch-size", "2", "--steps-per-epoch", "1", "--lr", "1e-9",
+                 "--init", str(run / "best.pt")]) == 0
     assert "trained 1 steps" in capsys.readouterr().out
     tuned, first = (load_checkpoint(p / "best.pt") for p in (tmp_path / "tuned", run))
-    assert tuned["config"] == first["config"] and tuned["meta"]["init_from"] == str(run / "best.pt")
+    assert tuned["config"] == first["config"] and tuned["config"]["text_dropout"] == 0.3
+    assert tuned["meta"]["init_from"] == str((run / "best.pt").resolve())
+    for k, v in first["model"].items():
+        torch.testing.assert_close(tuned["model"][k], v, rtol=0, atol=1e-6)
     assert main(["export", str(run / "best.pt"), str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "state_dict.bin").is_file()
     write(tmp_path / "in" / "song.wav", tone(3.3, 22050, 2), 22050)

@@ -58,6 +58,11 @@ class CheckpointError(SynthGenError):
     """A checkpoint that is missing, corrupt, unsafe, or of another model family."""
 
 
+def config_fields(family: str) -> set[str]:
+    """The settings of a family's config dataclass."""
+    return {f.name for f in dataclasses.fields(_family(family)[1])}
+
+
 def build_model(family: str, config: dict | Any | None = None, strict: bool = True) -> nn.Module:
     """A new model of ``family`` (``lstm``, ``encoder``, ``synthmatch`` or ``synthgen``) from a config object or dict.
 
@@ -68,7 +73,7 @@ def build_model(family: str, config: dict | Any | None = None, strict: bool = Tr
         raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(NAMES)}")
     cls, config_cls = _family(family)
     if isinstance(config, dict):
-        known = {f.name for f in dataclasses.fields(config_cls)}
+        known = config_fields(family)
         unknown = sorted(set(config) - known)
         if unknown and strict:
             raise CheckpointError(f"unknown {family} setting(s) {', '.join(unknown)}: the settings are "
@@ -158,8 +163,10 @@ def load_weights(model: nn.Module, payload: dict, where: str | Path, settings: s
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{where}: weights do not fit {settings} ({str(exc).splitlines()[0][:160]})") from None
+    except RuntimeError as exc:  # torch's first line is a header; the next one names the key and shapes
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__
+        raise CheckpointError(f"{where}: weights do not fit {settings} ({detail[:200]})") from None
     return model
 
 
@@ -186,5 +193,5 @@ def list_models() -> list[tuple[str, str, str, bool]]:
 
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
-           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "build_model", "export_model", "list_models", "load_checkpoint", "load_model",
+           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "build_model", "config_fields", "export_model", "list_models", "load_checkpoint", "load_model",
            "load_weights", "resolve", "save_checkpoint"]
