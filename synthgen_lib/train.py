@@ -309,6 +309,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
+    start = None if init is None else _init_name(init)  # how checkpoints name the model the run started from
     if cfg.model == "synthgen":
         train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, overrides)
     else:
@@ -338,10 +339,11 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
             raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
                                 "tracks differ) — restore the dataset or start a new run in another folder")
-        if init is not None and payload["train"].get("init") != _init_name(init):
-            raise SynthGenError(f"{last_path}: this run started from {payload['train'].get('init') or 'scratch'}, "
-                                f"not {_init_name(init)} — resume without changing it or use another output folder")
-        init = payload["train"].get("init")  # kept in the checkpoints a resumed run writes
+        saved_start = payload["meta"].get("init_from")
+        if start is not None and saved_start != start:
+            raise SynthGenError(f"{last_path}: this run started from {saved_start or 'scratch'}, not {start} — "
+                                "resume without changing it or use another output folder")
+        start = saved_start  # kept in the checkpoints a resumed run writes
     if payload:
         model = build_model(cfg.model, payload["config"]).to(dev)
     elif init is not None:
@@ -393,14 +395,13 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     def save(path: Path, *, with_state: bool) -> None:
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
                        "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
-                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running,
-                       "init": None if init is None else _init_name(init)}
+                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running}
         if with_state:
             train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                scaler=scaler.state_dict(), rng=_rng_state())
         meta = {"sample_rate": cfg.sample_rate, "trained_steps": step}
-        if init is not None:
-            meta["init_from"] = _init_name(init)
+        if start is not None:
+            meta["init_from"] = start
         if cfg.model == "synthgen":  # what it was told in training: the Generate panel offers the closest
             meta["descriptions"] = sorted({x["description"] for x in train_set.items})[:2000]
         save_checkpoint(path, model, meta=meta, train=train_state)
