@@ -19,8 +19,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        if not value > 0 or value == float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
         return value
     return parse
 
@@ -214,7 +214,7 @@ def _add_separate(sub) -> None:
     p.add_argument("--segment", type=_positive(float), default=10.0, help="seconds per segment (default 10)")
     p.add_argument("--overlap", type=_fraction, default=0.25, help="segment overlap fraction (default 0.25)")
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
-    p.add_argument("--wiener", action="store_true", help="SynthLSTM: Wiener-style mask refinement")
+    p.add_argument("--wiener", action="store_true", help="Wiener-style mask refinement (SynthLSTM only)")
     p.set_defaults(func=_run_separate)
 
 

@@ -173,11 +173,14 @@ def remix(mix: torch.Tensor, description: str | None = None, model="facebook/mus
         separator: the separation model (name or checkpoint) that removes the old synth.
         **generate_kwargs: sampling settings for :func:`generate`.
     """
+    from .models import load_model, require_task
     from .separate import separate
 
+    remover = separator if isinstance(separator, nn.Module) else load_model(separator)
+    require_task(remover, ("separator",), "remove the old synth for a remix", None if remover is separator else separator)
     net = load_synthgen(model, generate_kwargs.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     rate = sample_rate or net.sample_rate
-    removed = separate(mix, separator, rate)
+    removed = separate(mix, remover, rate)
     new = generate(mix, description, net, rate, **generate_kwargs)
     return Remix(mix=mix.float(), removed=removed.synth, synth=new.synth, remixed=removed.residual + new.synth,
                  sample_rate=rate, description=new.description)
@@ -196,6 +199,10 @@ def generate_files(inputs: list[str | Path], model, output: str | Path, descript
     from .separate import audio_jobs
 
     jobs = audio_jobs(inputs, output)
+    if remix_synth and not isinstance(separator, nn.Module):  # loaded (and checked) once, not per file
+        from .models import load_model, require_task
+
+        separator = require_task(load_model(separator), ("separator",), "remove the old synth for a remix", separator)
     dev = generate_kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
     net = load_synthgen(model, dev)
     for folder, path in jobs.items():

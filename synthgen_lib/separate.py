@@ -7,6 +7,7 @@ model's rate and back, and the result has exactly the input's length and channel
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import resample
+
+# Shorter segments than this leave a spectrogram model too few frames to read; longer ones
+# only cost memory (long files are streamed in blocks anyway).
+MIN_SEGMENT, MAX_SEGMENT = 0.5, 300.0
 
 
 @dataclass
@@ -70,6 +75,19 @@ def overlap_add(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seg
     return out[:, :n] / total[:n]
 
 
+def _check(model: nn.Module, where, segment: float, options: dict) -> dict:
+    """The family's own options of ``options``, after refusing (in one line) a model that does
+    not separate, an option its family does not take, or a segment length out of range."""
+    from .errors import SynthGenError
+    from .models import model_options, require_task
+
+    require_task(model, ("separator", "matcher"), "separate a synth stem", where)
+    if not (math.isfinite(segment) and MIN_SEGMENT <= segment <= MAX_SEGMENT):
+        raise SynthGenError(f"segment must be between {MIN_SEGMENT:g} and {MAX_SEGMENT:g} seconds, got {segment} "
+                            "(it is in seconds, not samples)")
+    return model_options(model, options)
+
+
 @torch.no_grad()
 def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int | None = None, *,
              segment: float = 10.0, overlap: float = 0.25, batch_size: int = 4,
@@ -86,14 +104,20 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
         batch_size: segments per forward pass.
         device: where to run; default CUDA when available.
         progress: show a progress bar.
-        **model_kwargs: passed to the model's forward (e.g. ``wiener=True`` for SynthLSTM).
+        **model_kwargs: inference options of the model's family (its ``options``, e.g.
+            ``wiener=True`` for SynthLSTM); one left off (``False``/``None``) that the family
+            does not have is ignored, one that is set is refused.
+    Raises:
+        CheckpointError: a model that does not separate (SynthGen generates), or an option
+            its family does not take.
     Returns:
         :class:`Separation` with ``synth`` and ``residual`` shaped like ``mix``, at its rate.
     """
-    if not isinstance(model, nn.Module):
-        from .models import load_model
+    from .models import load_model
 
-        model = load_model(model)
+    where = None if isinstance(model, nn.Module) else model
+    model = model if isinstance(model, nn.Module) else load_model(model)
+    model_kwargs = _check(model, where, segment, model_kwargs)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(dev).eval()
     squeeze = mix.dim() == 1
@@ -109,6 +133,9 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
     if squeeze:
         synth = synth[0]
     return Separation(synth=synth, residual=mix.float() - synth, sample_rate=sample_rate)
+
+
+_SEPARATE_SETTINGS = ("segment", "overlap", "batch_size", "device", "progress")  # separate()'s own
 
 
 def audio_jobs(inputs: list[str | Path], output: str | Path) -> dict[Path, Path]:
@@ -154,6 +181,9 @@ def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, outp
 
     jobs = audio_jobs(inputs, output)
     net = model if isinstance(model, nn.Module) else load_model(model)
+    # refuse a model, option or segment that cannot separate before any file is started
+    _check(net, None if net is model else model, kwargs.get("segment", 10.0),
+           {k: v for k, v in kwargs.items() if k not in _SEPARATE_SETTINGS})
     for folder, path in jobs.items():
         info = audio_info(path)
         rate, total = info.sample_rate, info.frames

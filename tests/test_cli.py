@@ -142,7 +142,7 @@ def test_very_short_input_separates(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["separate", "x.wav", "--output", "o", "--overlap", "1"], "must be at least 0 and below 1"),
-    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--batch-size", "0"], "must be greater than 0"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--batch-size", "0"], "must be a finite number greater than 0"),
     (["train", "--model", "lstm", "--data", "synthetic", "--output", "o", "--model-config", "[1]"],
      "--model-config must be a JSON object"),
 ])
@@ -211,3 +211,72 @@ def test_evaluate_prints_the_table_and_the_worst_windows(tmp_path, capsys):
     worst = out.split("worst 2 windows of " + str(ckpt) + " (SI-SDR, dB)\n")[1].splitlines()
     assert worst[0].split()[:3] == ["track", "start", "s"] and len(worst) == 3
     assert all(line.split()[0].startswith("synth") for line in worst[1:])
+
+
+def _synthgen(*args, timeout=300):
+    """The real ``synthgen`` command in a subprocess: ``(returncode, stdout, stderr)``."""
+    proc = subprocess.run([sys.executable, "-m", "synthgen_lib.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _refused_in_one_line(code, err, *phrases):
+    """Exit 2 and one error line holding ``phrases`` (argparse's usage lines may come before it)."""
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err and not lines[-1].startswith(" "), err
+    assert sum("error:" in line for line in lines) == 1 and all(p in lines[-1] for p in phrases), err
+
+
+def test_every_bundled_model_separates_through_the_command(tmp_path):
+    import soundfile as sf
+
+    from synthgen_lib.models import ASSETS, list_models
+
+    example = ASSETS / "examples" / "mix" / "example.flac"
+    mix, rate = sf.read(str(example), always_2d=True)
+    code, out, err = _synthgen("models")
+    names = [line.split("\t")[0] for line in out.splitlines()]
+    assert code == 0 and names == [name for name, *_ in list_models()] and len(names) >= 2
+    runs = [(name, ()) for name in names] + [("synthlstm-demo", ("--wiener",))]
+    synths = {}
+    for name, extra in runs:
+        folder = tmp_path / (name + "".join(extra))
+        code, out, err = _synthgen("separate", example, "--model", name, "--output", folder, *extra)
+        assert code == 0, err
+        stems = {stem: sf.read(str(folder / "example" / f"{stem}.wav"), always_2d=True) for stem in ("synth", "residual")}
+        for wav, sr in stems.values():
+            assert sr == rate and wav.shape == mix.shape
+        synth = stems["synth"][0]
+        assert 1e-3 < (synth ** 2).mean() ** 0.5 and abs(synth - mix).max() > 1e-2  # something, not the mix
+        synths[folder.name] = synth
+    assert len({s.tobytes() for s in synths.values()}) == len(runs)  # each model (and Wiener) its own estimate
+
+
+def test_separate_refuses_options_and_models_that_do_not_fit_in_one_line(tmp_path):
+    from synthgen_lib.models import ASSETS, build_model, save_checkpoint
+
+    from .conftest import TINY_SYNTHGEN
+
+    example = ASSETS / "examples" / "mix" / "example.flac"
+    code, _, err = _synthgen("separate", example, "--model", "synthencoder-demo", "--wiener", "--output", tmp_path / "o")
+    _refused_in_one_line(code, err, "SynthEncoder has no 'wiener' option", "it takes no options")
+    generator = save_checkpoint(tmp_path / "gen.pt", build_model("synthgen", dict(TINY_SYNTHGEN)))
+    code, _, err = _synthgen("separate", example, "--model", generator, "--output", tmp_path / "o")
+    _refused_in_one_line(code, err, f"{generator}: SynthGen writes a new synth stem", "use 'synthgen generate'")
+    for segment in ("0.001", "nan", "inf", "44100"):
+        code, _, err = _synthgen("separate", example, "--segment", segment, "--output", tmp_path / "o")
+        _refused_in_one_line(code, err, "segment")
+    assert not (tmp_path / "o").exists()  # nothing was started
+
+
+def test_remix_refuses_a_matcher_as_the_separator(tmp_path):
+    from synthgen_lib.models import SynthMatchConfig, build_model, save_checkpoint
+
+    from .conftest import tone, write
+
+    matcher = save_checkpoint(tmp_path / "match.pt", build_model("synthmatch", SynthMatchConfig(
+        hidden_size=16, num_layers=1, database_size=8, database_examples=2)))
+    write(tmp_path / "song.wav", tone(1.0, 16000), 16000)
+    code, _, err = _synthgen("generate", tmp_path / "song.wav", "--model", "tiny", "--remix", "--separator", matcher,
+                             "--output", tmp_path / "o")
+    _refused_in_one_line(code, err, f"{matcher}: SynthMatch rebuilds a synth track", "cannot remove the old synth")

@@ -58,6 +58,54 @@ class CheckpointError(SynthGenError):
     """A checkpoint that is missing, corrupt, unsafe, or of another model family."""
 
 
+# What a family does: every model class says it with ``task`` and lists the inference options
+# its forward takes in ``options`` (name -> help), so callers ask the model, never its name.
+TASKS = {
+    "separator": "isolates the synth stem of a mix",
+    "matcher": "rebuilds a synth track from its database of training synth segments",
+    "generator": "writes a new synth stem for a mix",
+}
+USE_INSTEAD = {
+    "separator": "use 'synthgen separate' with it",
+    "matcher": "use 'synthgen separate' with it (its synth.wav is the rebuilt track)",
+    "generator": "use 'synthgen generate' with it",
+}
+
+
+def family_title(model: nn.Module) -> str:
+    """The family's name as users know it (``SynthLSTM``, ``SynthEncoder``...)."""
+    return type(_unwrap(model)).__name__
+
+
+def require_task(model: nn.Module, tasks: tuple[str, ...], doing: str, where: str | Path | None = None) -> nn.Module:
+    """``model`` if its family's task is one of ``tasks``; else a one-line :class:`CheckpointError`
+    naming the family, what it is, and the command to use instead."""
+    task = getattr(_unwrap(model), "task", None)
+    if task is None or task in tasks:  # a plain module of the caller's own is taken as it is
+        return model
+    prefix = f"{where}: " if where is not None else ""
+    raise CheckpointError(f"{prefix}{family_title(model)} {TASKS[task]} and cannot {doing} — {USE_INSTEAD[task]}")
+
+
+def model_options(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
+    """The inference options of ``options`` that ``model``'s family takes.
+
+    An option left off (``None`` or ``False``) that the family does not have is dropped; one
+    that is set is refused in one line that names the family and the options it has.
+    """
+    known = getattr(_unwrap(model), "options", None)
+    if known is None:  # a plain module of the caller's own: its forward decides
+        return dict(options)
+    kept = {}
+    for name, value in options.items():
+        if name in known:
+            kept[name] = value
+        elif value is not None and value is not False:
+            has = f"its options are {', '.join(known)}" if known else "it takes no options"
+            raise CheckpointError(f"{family_title(model)} has no '{name}' option ({has}) — leave it out")
+    return kept
+
+
 def config_fields(family: str) -> set[str]:
     """The settings of a family's config dataclass."""
     return {f.name for f in dataclasses.fields(_family(family)[1])}
@@ -193,5 +241,6 @@ def list_models() -> list[tuple[str, str, str, bool]]:
 
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
-           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "build_model", "config_fields", "export_model", "list_models", "load_checkpoint", "load_model",
-           "load_weights", "resolve", "save_checkpoint"]
+           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "TASKS", "build_model", "config_fields", "export_model",
+           "family_title", "list_models", "load_checkpoint", "load_model", "load_weights", "model_options", "require_task",
+           "resolve", "save_checkpoint"]

@@ -91,6 +91,8 @@ class SynthEncoder(nn.Module):
     """
 
     family = "encoder"
+    task = "separator"
+    options: dict[str, str] = {}
 
     def __init__(self, config: SynthEncoderConfig | None = None):
         super().__init__()

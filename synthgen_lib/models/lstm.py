@@ -64,6 +64,8 @@ class SynthLSTM(nn.Module):
     """
 
     family = "lstm"
+    task = "separator"
+    options = {"wiener": "refine the mask into a power-ratio (Wiener-style) mask"}
 
     def __init__(self, config: SynthLSTMConfig | None = None):
         super().__init__()

@@ -430,6 +430,8 @@ class SynthGen(nn.Module):
     """
 
     family = "synthgen"
+    task = "generator"
+    options: dict[str, str] = {}
 
     def __init__(self, config: SynthGenConfig | None = None, device: str = "cpu"):
         super().__init__()

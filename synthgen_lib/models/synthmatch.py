@@ -103,6 +103,8 @@ class SynthMatch(nn.Module):
     track is the same in every channel)."""
 
     family = "synthmatch"
+    task = "matcher"  # rebuilds a synth from database segments: no residual to remove
+    options: dict[str, str] = {}
 
     def __init__(self, config: SynthMatchConfig | None = None):
         super().__init__()
