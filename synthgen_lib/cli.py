@@ -43,19 +43,27 @@ def _add_prepare(sub) -> None:
                        description="List a dataset's tracks, windows and train/valid split. With "
                        "--output, write it as mix/, synth/, description/ (renders the synthetic set).")
     p.add_argument("--source", choices=SOURCES, default="synthetic", help="data source (default: synthetic)")
-    p.add_argument("--root", help="dataset folder (folder, musdb, slakh)")
+    p.add_argument("--root", help="dataset folder (folder, musdb, slakh); scores: a folder of score files "
+                   "(MIDI, MusicXML, Humdrum, ABC) or 'music21' (default)")
     p.add_argument("--output", help="write the dataset here in the folder layout (resumes)")
-    p.add_argument("--tracks", type=int, default=64, help="synthetic: number of tracks (default 64)")
-    p.add_argument("--track-duration", type=float, default=30.0, help="synthetic: seconds per track (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic set and split seed (default 0)")
+    p.add_argument("--tracks", type=_positive(int), default=64,
+                   help="synthetic, sampled, scores: number of tracks (default 64)")
+    p.add_argument("--track-duration", type=_positive(float), default=30.0,
+                   help="synthetic, sampled, scores: seconds per track (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated set and of the split (default 0)")
     p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--hop", type=float, default=5.0, help="hop between windows in seconds (default 5)")
     p.add_argument("--valid-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
     p.add_argument("--short", choices=("pad", "skip"), default="pad", help="tracks shorter than a window")
     p.add_argument("--target", default="other", help="musdb: stem used as the synth (default other)")
     p.add_argument("--download", action="store_true", help="musdb: fetch the 7-second previews")
-    p.add_argument("--soundfont", help="sampled: GM SoundFont (.sf2) to play the tracks with "
-                   "(default: the one installed in /usr/share/sounds/sf2)")
+    p.add_argument("--soundfont", nargs="+", help="sampled, scores: GM SoundFont(s) (.sf2) to play the tracks "
+                   "with; scores draws one per part (default: the one installed in /usr/share/sounds/sf2)")
+    p.add_argument("--exclude", help="scores: file of score paths or globs (relative to --root) never to read; "
+                   "the music21 corpus's judging pieces are always excluded")
+    p.add_argument("--pieces", choices=("all", "train", "valid"), default="all",
+                   help="scores: only the pieces of this side of the split by piece (default all)")
+    p.add_argument("--workers", type=_positive(int), default=1, help="tracks written in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
 
@@ -66,7 +74,8 @@ def _run_prepare(args) -> int:
     report = prepare(args.source, args.root, args.output, num_tracks=args.tracks,
                      track_duration=args.track_duration, seed=args.seed, window=args.window,
                      hop=args.hop, valid_fraction=args.valid_fraction, short=args.short,
-                     target=args.target, download=args.download, soundfont=args.soundfont)
+                     target=args.target, download=args.download, soundfont=args.soundfont,
+                     exclude=args.exclude, pieces=args.pieces, workers=args.workers)
     print(report.format(max_tracks=args.list))
     return 0
 

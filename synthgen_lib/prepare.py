@@ -105,17 +105,68 @@ def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, ch
     return silent
 
 
+def _write_tracks(source: TrackSource, names: list[str], out: Path, sample_rate: int, channels: int,
+                  workers: int):
+    """Write ``names`` (``workers`` processes at a time), yielding ``(name, silent stems)`` as
+    each finishes; every track is written whole or not at all, so a rerun resumes."""
+    if workers <= 1 or len(names) < 2:
+        for name in names:
+            yield name, _write_track(source, name, out, sample_rate, channels)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    global _WORKER_SOURCE
+    _WORKER_SOURCE = source  # inherited by the forked workers, not pickled per track
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_write_in_worker, name, out, sample_rate, channels): name for name in names}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+    finally:
+        torch.set_num_threads(torch_threads)
+        _WORKER_SOURCE = None
+
+
+_WORKER_SOURCE: TrackSource | None = None
+
+
+def _write_in_worker(name: str, out: Path, sample_rate: int, channels: int) -> list[str]:
+    return _write_track(_WORKER_SOURCE, name, out, sample_rate, channels)
+
+
+SPLITS_FILE = "splits.json"
+
+
+def _keep_splits(out: Path, source: TrackSource) -> None:
+    """Record the tracks that come with the dataset's own split (MUSDB's test set, the scores
+    source's held-out pieces) in ``splits.json``, which the folder source reads back, so training
+    on the written folder holds out what the source held out. Merged with what earlier runs
+    into the same folder recorded."""
+    own = {t.name: t.split for t in source.tracks() if t.split is not None}
+    if not own:
+        return
+    path = out / SPLITS_FILE
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    write_text_atomic(path, json.dumps({**known, **own}, indent=0, sort_keys=True))
+
+
 def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
             output: str | Path | None = None, *, num_tracks: int = 64, track_duration: float = 30.0,
             seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
             short: str = "pad", target: str = "other", download: bool = False,
-            soundfont: str | Path | None = None, sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
+            soundfont: str | Path | list | None = None, exclude: str | Path | list[str] | None = None,
+            pieces: str = "all", workers: int = 1, sample_rate: int = SAMPLE_RATE, channels: int = 2,
+            progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
     Args:
-        source: ``synthetic``, ``sampled``, ``folder``, ``musdb``, ``slakh`` or an open
-            :class:`TrackSource`.
-        root: the dataset folder (not for ``synthetic`` and ``sampled``).
+        source: ``synthetic``, ``sampled``, ``scores``, ``folder``, ``musdb``, ``slakh`` or an
+            open :class:`TrackSource`.
+        root: the dataset folder (not for ``synthetic`` and ``sampled``); for ``scores`` a
+            folder of score files or ``music21`` (the default).
         output: write every track here as ``mix/``, ``synth/``, ``description/`` WAV/text at
             ``sample_rate``; tracks already there are kept (resume).
         num_tracks, track_duration, seed: the synthetic set's size, track length and seed.
@@ -124,13 +175,18 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         short: tracks shorter than a window are zero-padded (``pad``) or dropped (``skip``).
         target: MUSDB stem used as the synth.
         download: MUSDB only: fetch musdb's 7-second previews.
-        soundfont: ``sampled`` only: the GM ``.sf2`` file (default: the installed one).
+        soundfont: ``sampled`` and ``scores``: the GM ``.sf2`` file (default: the installed
+            one); ``scores`` takes a list too, one drawn per part.
+        exclude: ``scores`` only: a file of score paths or globs never to read (or a list).
+        pieces: ``scores`` only: ``all``, or only the ``train`` or ``valid`` pieces.
+        workers: tracks written in parallel (processes; rendered sources gain most).
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
     src = source if isinstance(source, TrackSource) else open_source(
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
-        target=target, download=download, soundfont=soundfont)
+        target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
+        valid_fraction=valid_fraction)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:
@@ -144,8 +200,9 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         out = Path(output)
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
         silent: dict[str, list[str]] = {"mix": [], "synth": []}
-        for name in tqdm(todo, desc="writing tracks", disable=not progress or not todo):
-            for stem in _write_track(src, name, out, sample_rate, channels):
+        for name, stems in tqdm(_write_tracks(src, todo, out, sample_rate, channels, workers), total=len(todo),
+                                desc="writing tracks", disable=not progress or not todo):
+            for stem in stems:
                 silent[stem].append(name)
         for stem, names in silent.items():
             if names:
@@ -154,4 +211,5 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                                     "examples without a synth; remove them if the export went wrong")
         report.output, report.written = str(out), len(todo)
         write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
+        _keep_splits(out, src)
     return report

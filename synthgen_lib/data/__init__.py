@@ -8,31 +8,47 @@ from .folder import FolderSource
 from .tracks import DEFAULT_DESCRIPTION, TrackAudio, TrackInfo, TrackSource
 from .windows import Window, WindowDataset, WindowSet, make_windows, split_tracks, window_starts
 
-SOURCES = ("synthetic", "sampled", "folder", "musdb", "slakh")
+SOURCES = ("synthetic", "sampled", "scores", "folder", "musdb", "slakh")
 
 
 def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 64, seed: int = 0,
                 track_duration: float = 30.0, target: str = "other", download: bool = False,
-                strict: bool = False, soundfont: str | Path | None = None) -> TrackSource:
+                strict: bool = False, soundfont: str | Path | list | None = None,
+                exclude: str | Path | list[str] | None = None, pieces: str = "all",
+                valid_fraction: float = 0.1) -> TrackSource:
     """Open a data source by name.
 
     Args:
         kind: ``synthetic`` (rendered on demand), ``sampled`` (the synthetic scores played by a
-            GM SoundFont through FluidSynth), ``folder`` (``mix/``, ``synth/``,
+            GM SoundFont through FluidSynth), ``scores`` (real pieces from score files or the
+            music21 corpus, played as multitracks with a synth part; see :mod:`.scores`), ``folder`` (``mix/``, ``synth/``,
             ``description/``), ``musdb`` (MUSDB18-HQ WAV layout, or the previews with
             ``download=True``) or ``slakh`` (Slakh2100).
-        root: the dataset folder (not used by ``synthetic``).
+        root: the dataset folder (not used by ``synthetic``); for ``scores`` a folder of score
+            files or ``music21``.
         num_tracks, seed, track_duration: the synthetic set's size, seed and track length.
         target: the MUSDB stem that plays the synth's role.
         download: MUSDB only: fetch musdb's 7-second previews.
         strict: folder only: fail on the first unpaired or unreadable file.
-        soundfont: sampled only: the ``.sf2`` file (default: the installed GM SoundFont).
+        soundfont: sampled and scores: the ``.sf2`` file (default: the installed GM
+            SoundFont); scores also takes a list, one drawn per part.
+        exclude, pieces, valid_fraction: scores only: score paths or globs never to read (a
+            file or a list), ``all``/``train``/``valid`` pieces, and the share of pieces held out.
     """
+    if isinstance(soundfont, (list, tuple)) and kind != "scores":
+        if len(soundfont) > 1:
+            raise SynthGenError(f"the {kind!r} source plays with one SoundFont, got {len(soundfont)}")
+        soundfont = soundfont[0] if soundfont else None
     if kind in ("synthetic", "sampled"):
         from .synthetic import SyntheticSource
 
         return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                                soundfont=(soundfont or True) if kind == "sampled" else None)
+    if kind == "scores":
+        from .scores import ScoresSource
+
+        return ScoresSource(root or "music21", num_tracks=num_tracks, seed=seed, track_duration=track_duration,
+                            soundfonts=soundfont, exclude=exclude, pieces=pieces, valid_fraction=valid_fraction)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

@@ -6,12 +6,14 @@
       mix/song_a.wav          the full mix
       synth/song_a.flac       its synth stem (any audio format; the name pairs it)
       description/song_a.txt  optional text, e.g. "bright detuned saw lead"
+      splits.json             optional {"song_a": "valid", ...}: tracks the dataset holds out
 
 Files are paired by their name without the extension. Anything that cannot be paired is not
 used and is listed in :attr:`FolderSource.problems` (and in ``synthgen prepare``'s report).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -67,6 +69,7 @@ class FolderSource(TrackSource):
         if strict and p.groups:
             raise DatasetError(f"{self.root}: " + "; ".join(p.lines(limit=3)))
 
+        splits = self._splits()
         for name in sorted(set(self.mix_files) & set(self.synth_files)):
             try:
                 mix, synth = audio_info(self.mix_files[name]), audio_info(self.synth_files[name])
@@ -79,10 +82,25 @@ class FolderSource(TrackSource):
                 p.add("mix and synth lengths differ (using the shorter)",
                       f"{name}: mix {mix.duration:.2f} s, synth {synth.duration:.2f} s")
             self._tracks[name] = TrackInfo(name=name, duration=min(mix.duration, synth.duration),
-                                           description=self._description(name))
+                                           description=self._description(name), split=splits.get(name))
         if not self._tracks and not strict:
             raise DatasetError(f"{self.root}: no paired mix/synth files found"
                                + (" — " + "; ".join(p.lines(limit=3)) if p.groups else ""))
+
+    def _splits(self) -> dict[str, str]:
+        """The dataset's own split of some tracks (``splits.json``, written by ``synthgen
+        prepare`` for sources that hold tracks out themselves); other tracks get none."""
+        path = self.root / "splits.json"
+        if not path.is_file():
+            return {}
+        try:
+            splits = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise DatasetError(f"{path}: not a valid splits file — delete it to split the tracks at random") from None
+        if not isinstance(splits, dict) or not all(v in ("train", "valid", "test") for v in splits.values()):
+            raise DatasetError(f"{path}: expected {{track name: 'train', 'valid' or 'test'}} — delete it to split "
+                               "the tracks at random")
+        return splits
 
     def _description(self, name: str) -> str:
         path = self.description_files.get(name)

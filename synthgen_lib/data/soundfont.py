@@ -132,7 +132,7 @@ def midi_file(notes: Iterable, program: int, drums: bool = False) -> bytes:
     for note in notes:
         pitch = int(np.clip(round(note.pitch), 0, 127))
         velocity = int(np.clip(round(note.velocity * 127), 1, 127))
-        on = int(round(note.start / _SECONDS_PER_TICK))
+        on = max(0, int(round(note.start / _SECONDS_PER_TICK)))  # a humanised onset before 0 starts at 0
         off = on + max(1, int(round(note.duration / _SECONDS_PER_TICK)))
         events.append((on, 2, bytes((0x90 | channel, pitch, velocity))))
         events.append((off, 1, bytes((0x80 | channel, pitch, 0))))  # note-offs before note-ons

@@ -638,6 +638,21 @@ def _reverb(x: np.ndarray, sr: int, rng, rt60: float, wet: float) -> np.ndarray:
     return x + wet * tail
 
 
+def synth_effects(x: np.ndarray, part: SynthPartSpec, sr: int, bpm: float, rng, channels: int) -> np.ndarray:
+    """A mono synth part ``x`` through ``part``'s drive, panning, chorus, delay and reverb, at
+    ``part.level_db`` re RMS 1: ``(channels, samples)``."""
+    if "drive" in part.effects:
+        x = np.tanh(3.0 * x / (np.abs(x).max() + 1e-9))
+    x = _pan(x / _rms(x), part.pan, channels)
+    if "chorus" in part.effects:
+        x = _chorus(x, sr, rng)
+    if "delay" in part.effects:
+        x = _delay(x, sr, bpm, rng)
+    if "reverb" in part.effects:
+        x = _reverb(x, sr, rng, rt60=float(rng.uniform(1.0, 3.0)), wet=float(rng.uniform(0.2, 0.5)))
+    return x / _rms(x) * 10 ** (part.level_db / 20)
+
+
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x ** 2)) + 1e-9)
 
@@ -674,16 +689,7 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
             x = render_notes(notes, programs[f"synth{i}"], n, sr, soundfont)
         else:
             x = _place(notes, lambda nt, p=part: _synth_voice(nt, p, sr, rng), n, sr, rng)
-        if "drive" in part.effects:
-            x = np.tanh(3.0 * x / (np.abs(x).max() + 1e-9))
-        x = _pan(x / _rms(x), part.pan, channels)
-        if "chorus" in part.effects:
-            x = _chorus(x, sr, rng)
-        if "delay" in part.effects:
-            x = _delay(x, sr, spec.bpm, rng)
-        if "reverb" in part.effects:
-            x = _reverb(x, sr, rng, rt60=float(rng.uniform(1.0, 3.0)), wet=float(rng.uniform(0.2, 0.5)))
-        synth += x / _rms(x) * 10 ** (part.level_db / 20)
+        synth += synth_effects(x, part, sr, spec.bpm, rng, channels)
 
     stems: dict[str, np.ndarray] = {}
     voices = {
