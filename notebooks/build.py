@@ -80,9 +80,10 @@ else:
            "and a few examples. SynthLSTM and SynthEncoder train on this audio directly; for SynthGen, pick a "
            "`SYNTHGEN` base and the windows are also encoded to EnCodec tokens."),
         code(COMMON_PARAMS + '''
-SOURCE = "synthetic"  #@param ["synthetic", "sampled", "folder", "musdb", "slakh"]
+SOURCE = "synthetic"  #@param ["synthetic", "sampled", "scores", "folder", "musdb", "slakh"]
 ROOT = ""  #@param {type:"string"}
 SOUNDFONT = ""  #@param {type:"string"}
+EXCLUDE = ""  #@param {type:"string"}
 DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
@@ -94,10 +95,12 @@ SYNTHGEN_CONFIG = {}''', tags=["parameters"]),
     TRACKS, TRACK_DURATION = 4, 11.0
     SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
         md("## Install and project folder\nSame as the Setup notebook (instant when already done). The `sampled` "
-           "source plays the generator's scores with real instrument samples; on Colab this installs FluidSynth "
-           "and the FluidR3 General MIDI SoundFont for it (about 30 seconds)."),
+           "source plays the generator's scores with real instrument samples, the `scores` source plays real "
+           "pieces (score files in `ROOT`, or the music21 corpus when `ROOT` is empty) with a synth part; on Colab "
+           "this installs FluidSynth and the FluidR3 General MIDI SoundFont for them (about 30 seconds). "
+           "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are)."),
         code(INSTALL + '''
-    if SOURCE == "sampled":
+    if SOURCE in ("sampled", "scores"):
         !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
         code(PROJECT),
         md("## Write the dataset\nThe synthetic set renders at about 25x realtime on one CPU core (64 tracks of 30 s: "
@@ -106,14 +109,15 @@ SYNTHGEN_CONFIG = {}''', tags=["parameters"]),
         code('''from synthgen_lib import prepare
 dataset = project / "datasets" / DATASET
 report = prepare(SOURCE, ROOT or None, dataset, num_tracks=TRACKS, track_duration=TRACK_DURATION,
-                 window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None)
+                 window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None, exclude=EXCLUDE or None)
 print(report.format())'''),
         md("## Listen to a few windows\nMix and synth of the first validation windows, with spectrograms."),
         code('''from synthgen_lib.data import FolderSource, make_windows
 from synthgen_lib.display import comparison_html
 from synthgen_lib.notebook import show
 source = FolderSource(dataset)
-for window in make_windows(source.tracks(), WINDOW, HOP).of("valid")[:2]:
+windows = make_windows(source.tracks(), WINDOW, HOP)
+for window in (windows.of("valid") or windows.of("train"))[:2]:
     audio = source.load(window.track, 32000, 2, window.start, window.length)
     show(comparison_html({"mix": audio.mix, "synth": audio.synth}, 32000,
                          title=f"{window.track} from {window.start:g} s — {audio.description}"))'''),

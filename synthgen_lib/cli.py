@@ -63,6 +63,9 @@ def _add_prepare(sub) -> None:
                    "the music21 corpus's judging pieces are always excluded")
     p.add_argument("--pieces", choices=("all", "train", "valid"), default="all",
                    help="scores: only the pieces of this side of the split by piece (default all)")
+    p.add_argument("--synth-voices", choices=("both", "soundfont", "procedural"), default="both",
+                   help="scores: the synth parts' voices: SoundFont synth programs, the generator's procedural "
+                   "voices, or both (default)")
     p.add_argument("--workers", type=_positive(int), default=1, help="tracks written in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
@@ -75,7 +78,8 @@ def _run_prepare(args) -> int:
                      track_duration=args.track_duration, seed=args.seed, window=args.window,
                      hop=args.hop, valid_fraction=args.valid_fraction, short=args.short,
                      target=args.target, download=args.download, soundfont=args.soundfont,
-                     exclude=args.exclude, pieces=args.pieces, workers=args.workers)
+                     exclude=args.exclude, pieces=args.pieces, synth_voices=args.synth_voices,
+                     workers=args.workers)
     print(report.format(max_tracks=args.list))
     return 0
 

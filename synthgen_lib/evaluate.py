@@ -15,7 +15,8 @@ and averaged. Windows whose reference
 synth is silent (below -60 dBFS RMS) have no meaningful score and are left out, and counted.
 Every report carries two reference points computed by the same code: the **mix** itself as the
 estimate (what doing nothing scores) and the **oracle** ideal ratio mask (the best a
-mix-phase mask with the SynthLSTM's STFT can do, knowing the answer).
+mix-phase mask with the SynthLSTM's STFT can do, knowing the answer). **SI-SDRi** is a
+method's SI-SDR minus the mix's on the same window: the improvement over doing nothing.
 """
 from __future__ import annotations
 
@@ -117,14 +118,24 @@ class EvalReport:
                          + "".join(f"{m.window_si_sdr[i]:>15.2f}" for m in self.methods.values()))
         return "\n".join(lines)
 
+    def improvement(self, method: str) -> tuple[float, float]:
+        """Median and mean SI-SDR improvement of ``method`` over the mix itself, window by
+        window (dB); NaN without the mix's scores."""
+        mix, own = self.methods.get("mix"), self.methods[method].window_si_sdr
+        if mix is None or len(mix.window_si_sdr) != len(own) or not own:
+            return float("nan"), float("nan")
+        gains = [a - b for a, b in zip(own, mix.window_si_sdr)]
+        return statistics.median(gains), statistics.fmean(gains)
+
     def format(self) -> str:
-        lines = [f"{'method':<22}{'SI-SDR med':>11}{'mean':>8}{'SDR med':>9}{'mean':>8}{'track med':>10}"
-                 f"{'LMD med':>9}{'windows':>9}"]
+        lines = [f"{'method':<22}{'SI-SDR med':>11}{'mean':>8}{'SI-SDRi med':>12}{'mean':>8}{'SDR med':>9}"
+                 f"{'mean':>8}{'track med':>10}{'LMD med':>9}{'windows':>9}"]
         for name, scores in self.methods.items():
             s = scores.summary()
-            lines.append(f"{name:<22}{s['si_sdr_median']:>11.2f}{s['si_sdr_mean']:>8.2f}{s['sdr_median']:>9.2f}"
-                         f"{s['sdr_mean']:>8.2f}{s['track_si_sdr_median']:>10.2f}{s['lmd_median']:>9.2f}"
-                         f"{s['windows']:>9}")
+            gain_median, gain_mean = self.improvement(name)
+            lines.append(f"{name:<22}{s['si_sdr_median']:>11.2f}{s['si_sdr_mean']:>8.2f}{gain_median:>12.2f}"
+                         f"{gain_mean:>8.2f}{s['sdr_median']:>9.2f}{s['sdr_mean']:>8.2f}"
+                         f"{s['track_si_sdr_median']:>10.2f}{s['lmd_median']:>9.2f}{s['windows']:>9}")
         if self.silent_windows:
             lines.append(f"({self.silent_windows} windows with a silent synth reference were not scored)")
         return "\n".join(lines)

@@ -43,6 +43,12 @@ def test_oracle_mask_beats_the_mix_and_reports_both():
     assert s["copy"]["si_sdr_median"] == pytest.approx(s["mix"]["si_sdr_median"], abs=1e-3)
     assert s["oracle"]["si_sdr_median"] > s["mix"]["si_sdr_median"]
     assert "oracle" in report.format()
+    assert report.improvement("copy") == pytest.approx((0.0, 0.0), abs=1e-3)  # doing nothing gains nothing
+    oracle = report.methods["oracle"].window_si_sdr
+    gains = [a - b for a, b in zip(oracle, report.methods["mix"].window_si_sdr)]
+    assert report.improvement("oracle")[1] == pytest.approx(sum(gains) / len(gains)) and min(gains) > 0
+    row = next(line for line in report.format().splitlines() if line.startswith("oracle")).split()
+    assert float(row[4]) == pytest.approx(report.improvement("oracle")[1], abs=0.01)  # the SI-SDRi mean column
     assert report.windows == [(t.name, start) for t in src.tracks() for start in (0.0, 1.0)]
     worst = report.format_worst("oracle", 3).splitlines()
     assert worst[0] == "worst 3 windows of oracle (SI-SDR, dB)" and len(worst) == 2 + 3

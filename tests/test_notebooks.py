@@ -26,7 +26,9 @@ def executed(tmp_path_factory):
              ("04_generate_synthgen", "04_generate.ipynb",
               {"AUTO_RUN": True, "MODEL": str(project / "runs" / "synthgen" / "best.pt")}),
              # and the sampled source (FluidSynth + the installed GM SoundFont) into its own dataset
-             ("02_encode_sampled", "02_encode_dataset.ipynb", {"SOURCE": "sampled", "DATASET": "sampled4"})]
+             ("02_encode_sampled", "02_encode_dataset.ipynb", {"SOURCE": "sampled", "DATASET": "sampled4"}),
+             # and real pieces of the music21 corpus
+             ("02_encode_scores", "02_encode_dataset.ipynb", {"SOURCE": "scores", "DATASET": "scores4"})]
     for key, name, extra in runs:
         out = root / f"executed_{key}.ipynb"
         try:
@@ -86,6 +88,19 @@ def test_encode_renders_the_sampled_source(executed):
     assert names == [f"sampled_s0_{i:05d}" for i in range(4)]
     text = _text(results["02_encode_sampled"])
     assert "source: sampled — 4 tracks" in text and text.count("<audio") == 2
+    assert " playing the " in (dataset / "description" / f"{names[0]}.txt").read_text()
+
+
+def test_encode_renders_real_pieces_from_the_music21_corpus(executed):
+    from synthgen_lib.data.scores import RESERVED
+
+    project, results = executed
+    dataset = project / "datasets" / "scores4"
+    names = sorted(f.stem for f in (dataset / "mix").glob("*.wav"))
+    assert len(names) == 4 and all(n.startswith("scores_s0_") for n in names)
+    text = _text(results["02_encode_scores"])
+    assert "source: scores — 4 tracks" in text and text.count("<audio") == 2
+    assert "excluded (never read) (" in text and len(RESERVED.read_text().split()) > 50
     assert " playing the " in (dataset / "description" / f"{names[0]}.txt").read_text()
 
 

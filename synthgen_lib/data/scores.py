@@ -218,6 +218,30 @@ def _velocity(element) -> float:
     return float(np.clip(vel / 127, 0.2, 1.0)) if vel else 0.7
 
 
+def _joined_notes(part) -> list[tuple[float, float, int, float]]:
+    """A part's notes as ``(start, length, pitch, velocity)``, tied notes joined into one and
+    chords split into their notes (music21's ``stripTies`` does the same through a deep copy
+    of the whole part, which takes minutes on a long movement)."""
+    notes: list[list] = []
+    tied: dict[int, int] = {}  # pitch -> index of the note its tie continues
+    for el in part.flatten().notes:
+        start, length = float(el.offset), float(el.quarterLength)
+        if length <= 0:  # grace notes
+            continue
+        for n in getattr(el, "notes", None) or (el,):
+            pitch, tie = int(n.pitch.midi), (n.tie.type if n.tie is not None else None)
+            if tie in ("continue", "stop") and pitch in tied:
+                first = notes[tied[pitch]]
+                first[1] = max(first[1], start + length - first[0])
+                if tie == "stop":
+                    del tied[pitch]
+                continue
+            notes.append([start, length, pitch, _velocity(el)])
+            if tie == "start":
+                tied[pitch] = len(notes) - 1
+    return [tuple(n) for n in notes]
+
+
 def read_score(path: Path, rel: str) -> Piece:
     """Parse a score with music21: its parts' notes (ties joined, chords split into notes).
 
@@ -236,13 +260,7 @@ def read_score(path: Path, rel: str) -> Piece:
         score = next((s for s in score.scores if len(s.parts) >= 2), score.scores[0] if score.scores else score)
     parts = []
     for i, part in enumerate(getattr(score, "parts", [])):
-        notes = []
-        for el in part.stripTies().flatten().notes:
-            start, length = float(el.offset), float(el.quarterLength)
-            if length <= 0:  # grace notes
-                continue
-            for pitch in getattr(el, "pitches", ()):
-                notes.append((start, length, int(pitch.midi), _velocity(el)))
+        notes = _joined_notes(part)
         if notes:
             name = " ".join(str(part.partName or f"part {i + 1}").split()) or f"part {i + 1}"
             parts.append(ScorePart(name, tuple(sorted(notes))))
@@ -281,9 +299,17 @@ def part_range(plan: PartPlan) -> tuple[int, int]:
     return SYNTH_RANGE if plan.synth else INSTRUMENTS[plan.program][1:]
 
 
+SYNTH_VOICES = ("both", "soundfont", "procedural")
+
+
 def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], duration: float,
-               name: str) -> ScoreTrackSpec:
-    """Draw how track ``index`` plays ``piece`` (deterministic per ``(seed, index)``)."""
+               name: str, synth_voices: str = "both") -> ScoreTrackSpec:
+    """Draw how track ``index`` plays ``piece`` (deterministic per ``(seed, index)``).
+
+    ``synth_voices``: the synth parts' voices: SoundFont synth programs or procedural voices
+    (``both``, drawn half and half), or only one kind (a held-out set without the generator's
+    voices uses ``soundfont``).
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 7]))
     bpm = float(piece.bpm if piece.bpm and rng.random() < 0.7 else rng.uniform(60, 132))
     need = duration * bpm / 60
@@ -302,7 +328,8 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
         pitches = [n[2] for n in part.notes]
         if i in synth_parts:
             effects = _synth_part(rng, str(rng.choice(_ROLE_BY_REGISTER[part.register])))
-            program = None if rng.random() < 0.5 else int(rng.choice(SYNTH_PROGRAMS[part.register]))
+            procedural = rng.random() < 0.5 if synth_voices == "both" else synth_voices == "procedural"
+            program = None if procedural else int(rng.choice(SYNTH_PROGRAMS[part.register]))
             plans.append(PartPlan(i, True, program, None if program is None else sf,
                                   _fit_octaves(pitches, *SYNTH_RANGE), effects, effects.pan, effects.level_db))
             if rng.random() < 0.15:  # hard case: an acoustic instrument doubles the synth's line
@@ -427,6 +454,7 @@ class ScoresSource(TrackSource):
             (default: the installed one).
         exclude: a file of score paths or globs (relative to ``root``) never to read, or a list.
         pieces: ``all``, or only the ``train`` or ``valid`` pieces of the split by piece.
+        synth_voices: ``both``, ``soundfont`` or ``procedural`` (see :func:`plan_track`).
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
         cache: rendered tracks kept in memory.
@@ -437,12 +465,14 @@ class ScoresSource(TrackSource):
     def __init__(self, root: str | Path = MUSIC21, num_tracks: int = 64, seed: int = 0,
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
-                 channels: int = 2, cache: int = 4):
+                 synth_voices: str = "both", channels: int = 2, cache: int = 4):
         super().__init__()
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
         if pieces not in ("all", "train", "valid"):
             raise SynthGenError(f"pieces must be all, train or valid, got {pieces!r}")
+        if synth_voices not in SYNTH_VOICES:
+            raise SynthGenError(f"synth voices must be one of {', '.join(SYNTH_VOICES)}, got {synth_voices!r}")
         if not (np.isfinite(track_duration) and 1.0 <= track_duration <= 600.0):
             raise SynthGenError(f"track duration must be 1 to 600 seconds, got {track_duration}")
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
@@ -479,7 +509,7 @@ class ScoresSource(TrackSource):
         for i in range(num_tracks):
             piece = self.pieces[names[i % len(names)]]
             name = f"scores_s{seed}_{i:05d}_{_slug(piece.path)}"
-            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name)
+            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices)
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction))

@@ -140,3 +140,24 @@ def test_prepare_scores_writes_resumes_and_keeps_the_split_by_piece(score_folder
     assert {t.name: t.split for t in folder.tracks()} == splits
     assert all(splits[m.stem] == piece_split(m.stem.split("_", 3)[3].replace("sub-second", "sub/second.musicxml")
                                              .replace("first", "first.mid"), 0.1) for m in mixes)
+
+
+@pytest.mark.parametrize("voices, procedural", [("soundfont", False), ("procedural", True)])
+def test_synth_voices_can_be_held_to_one_kind(score_folder, voices, procedural):
+    src = ScoresSource(score_folder, num_tracks=8, seed=2, track_duration=4.0, synth_voices=voices)
+    plans = [p for spec in src.specs.values() for p in spec.plans if p.synth]
+    assert plans and all((p.program is None) == procedural for p in plans)
+    both = ScoresSource(score_folder, num_tracks=8, seed=2, track_duration=4.0)
+    assert {p.program is None for spec in both.specs.values() for p in spec.plans if p.synth} == {True, False}
+
+
+def test_tied_notes_are_one_note_and_chords_are_split():
+    from music21 import chord, note, stream, tie
+
+    from synthgen_lib.data.scores import _joined_notes
+
+    part = stream.Part()
+    first, second = note.Note(60, quarterLength=1.0), note.Note(60, quarterLength=2.0)
+    first.tie, second.tie = tie.Tie("start"), tie.Tie("stop")
+    part.append([first, second, note.Note(62, quarterLength=1.0), chord.Chord([64, 67], quarterLength=0.5)])
+    assert [n[:3] for n in _joined_notes(part)] == [(0.0, 3.0, 60), (3.0, 1.0, 62), (4.0, 0.5, 64), (4.0, 0.5, 67)]
