@@ -108,6 +108,8 @@ def _add_train(sub) -> None:
     for name in ("remix_prob", "valid_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--no-cache-audio", action="store_true", help="read every window from disk instead of "
+                   "keeping the tracks in memory (datasets larger than memory)")
     p.add_argument("--model-config", default="{}", help='JSON overrides, e.g. \'{"hidden_size": 128}\'')
     p.add_argument("--init", metavar="NAME_OR_CHECKPOINT", help="start from this trained model (a bundled "
                    "name or a checkpoint) instead of random weights: fine-tune it on --data with a new schedule")
@@ -122,7 +124,7 @@ def _run_train(args) -> int:
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k != "model"},
-                      model=args.model, augment=not args.no_augment)
+                      model=args.model, augment=not args.no_augment, cache_audio=not args.no_cache_audio)
     overrides = _json_object(args.model_config, "--model-config")
     result = train(args.data, args.output, cfg, overrides, resume=not args.restart, init=args.init)
     print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE, save_audio
 from .data import TrackSource, make_windows, open_source
 from .data.windows import WindowSet
+from .errors import SynthGenError
 from .fileio import write_text_atomic
 
 
@@ -107,11 +108,12 @@ def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, ch
 
 def _write_tracks(source: TrackSource, names: list[str], out: Path, sample_rate: int, channels: int,
                   workers: int):
-    """Write ``names`` (``workers`` processes at a time), yielding ``(name, silent stems)`` as
-    each finishes; every track is written whole or not at all, so a rerun resumes."""
+    """Write ``names`` (``workers`` processes at a time), yielding ``(name, silent stems or the
+    error that stopped the track)`` as each finishes; every track is written whole or not at
+    all, so a rerun resumes, and one track that cannot be made does not stop the others."""
     if workers <= 1 or len(names) < 2:
         for name in names:
-            yield name, _write_track(source, name, out, sample_rate, channels)
+            yield name, _try_track(source, name, out, sample_rate, channels)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -122,7 +124,7 @@ def _write_tracks(source: TrackSource, names: list[str], out: Path, sample_rate:
     torch.set_num_threads(1)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(_write_in_worker, name, out, sample_rate, channels): name for name in names}
+            futures = {pool.submit(_try_track, None, name, out, sample_rate, channels): name for name in names}
             for future in as_completed(futures):
                 yield futures[future], future.result()
     finally:
@@ -133,8 +135,13 @@ def _write_tracks(source: TrackSource, names: list[str], out: Path, sample_rate:
 _WORKER_SOURCE: TrackSource | None = None
 
 
-def _write_in_worker(name: str, out: Path, sample_rate: int, channels: int) -> list[str]:
-    return _write_track(_WORKER_SOURCE, name, out, sample_rate, channels)
+def _try_track(source: TrackSource | None, name: str, out: Path, sample_rate: int,
+               channels: int) -> list[str] | SynthGenError:
+    """:func:`_write_track` (in a worker, of the inherited source), its error returned."""
+    try:
+        return _write_track(source or _WORKER_SOURCE, name, out, sample_rate, channels)
+    except SynthGenError as exc:
+        return exc
 
 
 SPLITS_FILE = "splits.json"
@@ -201,8 +208,12 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         out = Path(output)
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
         silent: dict[str, list[str]] = {"mix": [], "synth": []}
+        failed = []
         for name, stems in tqdm(_write_tracks(src, todo, out, sample_rate, channels, workers), total=len(todo),
                                 desc="writing tracks", disable=not progress or not todo):
+            if isinstance(stems, SynthGenError):
+                failed.append(str(stems))
+                continue
             for stem in stems:
                 silent[stem].append(name)
         for stem, names in silent.items():
@@ -210,7 +221,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                 report.notes.append(f"{len(names)} track(s) with an all-silent {stem} stem (peak below {SILENT_DB:g} "
                                     f"dBFS): {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} — kept, as "
                                     "examples without a synth; remove them if the export went wrong")
-        report.output, report.written = str(out), len(todo)
+        report.problems += [f"track not written: {error}" for error in failed]
+        report.output, report.written = str(out), len(todo) - len(failed)
         write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
         _keep_splits(out, src)
     return report

@@ -94,9 +94,10 @@ def test_train_init_fine_tunes_a_bundled_model_by_name(tmp_path, capsys):
     assert main(["prepare", "--tracks", "3", "--track-duration", "10.5", "--output", str(data)]) == 0
     assert main(["train", "--model", "lstm", "--data", str(data), "--output", str(tmp_path / "run"), "--init",
                  "synthlstm-demo", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1", "--segment", "1",
-                 "--valid-fraction", "0.34", "--max-valid-windows", "1", "--lr", "3e-4"]) == 0
+                 "--valid-fraction", "0.34", "--max-valid-windows", "1", "--lr", "3e-4", "--no-cache-audio"]) == 0
     assert "trained 2 steps" in capsys.readouterr().out
     run, bundled = load_checkpoint(tmp_path / "run" / "best.pt"), load_checkpoint("synthlstm-demo")
+    assert run["train"]["config"]["cache_audio"] is False
     assert run["config"] == bundled["config"] and run["meta"]["init_from"] == "synthlstm-demo"
     # trained on, not started over: still near the bundled weights, and not equal to them
     drift = (run["model"]["fc3.weight"] - bundled["model"]["fc3.weight"].float()).abs()

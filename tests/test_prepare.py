@@ -7,7 +7,8 @@ import pytest
 
 from synthgen_lib.audio import load_audio
 from synthgen_lib.data import FolderSource
-from synthgen_lib.data.synthetic import render_track
+from synthgen_lib.data.synthetic import SyntheticSource, render_track
+from synthgen_lib.errors import SynthGenError
 from synthgen_lib.prepare import prepare
 
 from .conftest import tone, write
@@ -61,3 +62,22 @@ def test_unknown_source_is_a_clear_error():
 
     with pytest.raises(SynthGenError, match="unknown source 'napster'"):
         prepare("napster", "x")
+
+
+class _OneBadTrack(SyntheticSource):
+    """A synthetic set whose second track cannot be made."""
+
+    def _load(self, info, sample_rate, offset, duration):
+        if info.name.endswith("00001"):
+            raise SynthGenError(f"{info.name}: cannot be rendered")
+        return super()._load(info, sample_rate, offset, duration)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_track_that_fails_is_listed_and_the_others_are_written(tmp_path, workers):
+    report = prepare(_OneBadTrack(num_tracks=3, seed=0, track_duration=3.0), output=tmp_path, workers=workers,
+                     window=2.0, hop=1.0, progress=False)
+    assert sorted(p.stem for p in (tmp_path / "mix").glob("*.wav")) == ["synthetic_s0_00000", "synthetic_s0_00002"]
+    assert report.written == 2
+    assert report.problems == ["track not written: synthetic_s0_00001: cannot be rendered"]
+    assert "problem: track not written: synthetic_s0_00001" in report.format()

@@ -229,6 +229,8 @@ def _joined_notes(part) -> list[tuple[float, float, int, float]]:
         if length <= 0:  # grace notes
             continue
         for n in getattr(el, "notes", None) or (el,):
+            if getattr(n, "pitch", None) is None:  # unpitched percussion
+                continue
             pitch, tie = int(n.pitch.midi), (n.tie.type if n.tie is not None else None)
             if tie in ("continue", "stop") and pitch in tied:
                 first = notes[tied[pitch]]
@@ -260,7 +262,10 @@ def read_score(path: Path, rel: str) -> Piece:
         score = next((s for s in score.scores if len(s.parts) >= 2), score.scores[0] if score.scores else score)
     parts = []
     for i, part in enumerate(getattr(score, "parts", [])):
-        notes = _joined_notes(part)
+        try:
+            notes = _joined_notes(part)
+        except Exception as exc:  # a score music21 reads but cannot walk
+            raise SynthGenError(f"{rel}: unreadable score ({type(exc).__name__} in part {i + 1})") from None
         if notes:
             name = " ".join(str(part.partName or f"part {i + 1}").split()) or f"part {i + 1}"
             parts.append(ScorePart(name, tuple(sorted(notes))))
@@ -321,6 +326,9 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
                                                    for _ in range(6)]
     busy = [sum(s <= n[0] < s + need for i in synth_parts for n in piece.parts[i].notes) for s in starts]
     start = starts[int(np.argmax(busy))]
+    if max(busy) == 0:  # the drawn part rests through every candidate excerpt: the busiest part plays synth
+        counts = [sum(start <= n[0] < start + need for n in part.notes) for part in piece.parts]
+        synth_parts = [int(np.argmax(counts))]
     ensemble = str(rng.choice(tuple(ENSEMBLES)))
     plans = []
     for i, part in enumerate(piece.parts):

@@ -161,3 +161,18 @@ def test_tied_notes_are_one_note_and_chords_are_split():
     first.tie, second.tie = tie.Tie("start"), tie.Tie("stop")
     part.append([first, second, note.Note(62, quarterLength=1.0), chord.Chord([64, 67], quarterLength=0.5)])
     assert [n[:3] for n in _joined_notes(part)] == [(0.0, 3.0, 60), (3.0, 1.0, 62), (4.0, 0.5, 64), (4.0, 0.5, 67)]
+
+
+def test_the_synth_part_always_plays_in_its_excerpt():
+    from synthgen_lib.data.scores import Piece, ScorePart, plan_track
+
+    steady = ScorePart("steady", tuple((float(q), 1.0, 60 + q % 7, 0.7) for q in range(104)))
+    late = ScorePart("late", tuple((100.0 + q, 1.0, 72, 0.7) for q in range(4)))  # rests until the end
+    piece = Piece("p.mid", "p", (steady, late), 104.0, 120.0)
+    moved = 0
+    for index in range(40):
+        spec = plan_track(piece, 0, index, ["sf.sf2"], 4.0, f"t{index}")
+        synth = [p for p in spec.plans if p.synth]
+        assert all(excerpt_notes(piece, spec, p) for p in synth), spec
+        moved += all(p.part == 0 for p in synth) and spec.start < 90
+    assert moved >= 20  # 'late' was drawn about half the time and handed over to 'steady'
