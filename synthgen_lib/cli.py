@@ -298,7 +298,8 @@ def _run_export(args) -> int:
     from .models import export_model
 
     path = export_model(args.checkpoint, args.output, half=args.half)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    print(f"wrote {path} ({size / 1e6:.1f} MB)")
     return 0
 
 

@@ -186,8 +186,13 @@ def test_synthgen_encode_train_export_generate_from_the_command_line(tmp_path, c
         torch.testing.assert_close(tuned["model"][k], v, rtol=0, atol=1e-6)
     assert main(["export", str(run / "best.pt"), str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "state_dict.bin").is_file()
+    assert main(["export", str(run / "best.pt"), str(tmp_path / "half"), "--half"]) == 0
+    full, half = ((tmp_path / d / "state_dict.bin").stat().st_size for d in ("export", "half"))
+    assert half < 0.7 * full and f"wrote {tmp_path / 'half'} (0." in capsys.readouterr().out
+    assert main(["export", str(run / "best.pt"), str(tmp_path / "out.pt")]) == 2 and not (tmp_path / "out.pt").exists()
+    assert "SynthGen exports to a folder" in capsys.readouterr().err
     write(tmp_path / "in" / "song.wav", tone(3.3, 22050, 2), 22050)
-    for model in (str(run / "best.pt"), str(tmp_path / "export")):
+    for model in (str(run / "best.pt"), str(tmp_path / "export"), str(tmp_path / "half")):
         out = tmp_path / "gen" / model[-6:]
         assert main(["generate", str(tmp_path / "in"), "--model", model, "--description", "warm pad",
                      "--output", str(out), "--top-k", "10", "--remix", "--separator", str(_tiny_checkpoint(

@@ -229,7 +229,10 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     if payload.get("family") == "synthgen":
         from .synthgen import export
 
-        return export(model, dst)
+        if Path(dst).suffix:
+            raise CheckpointError(f"{dst}: SynthGen exports to a folder in audiocraft's format — give a folder "
+                                  "path, not a file name")
+        return export(model, dst, half=half)
     keep = {k: payload["train"][k] for k in ("config", "step", "epoch", "best_valid_loss") if k in payload["train"]}
     return save_checkpoint(dst, model, meta={**payload.get("meta", {}), "exported_from": Path(src).name}, train=keep,
                            half=half)

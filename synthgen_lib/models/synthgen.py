@@ -709,8 +709,9 @@ def conditioning_report(model: "SynthGen | str | Path", dataset, batch_size: int
     return ConditioningReport(totals["true"] / n, totals["shuffled"] / n, totals["none"] / n, n)
 
 
-def export(model: SynthGen, folder: str | Path) -> Path:
-    """Write ``model`` in audiocraft's export format plus our conditioners.
+def export(model: SynthGen, folder: str | Path, half: bool = False) -> Path:
+    """Write ``model`` in audiocraft's export format plus our conditioners (``half``: the LM's
+    float weights as float16, half the size; they load back into a float32 model).
 
     ``folder/state_dict.bin`` (``best_state`` + ``xp.cfg``; ``audiocraft.models.loaders
     .load_lm_model(folder)`` reads it), ``folder/compression_state_dict.bin`` (the EnCodec, or a
@@ -723,7 +724,8 @@ def export(model: SynthGen, folder: str | Path) -> Path:
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    lm_pkg = {"best_state": model.native_lm_state(), "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.lm_cfg)),
+    lm_state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.native_lm_state().items()}
+    lm_pkg = {"best_state": lm_state, "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.lm_cfg)),
               "version": __version__, "exported": True}
     if "pretrained" in model.codec_cfg:  # the hub's EnCodec, referenced by name as MusicGen does
         codec_pkg = {"pretrained": model.codec_cfg["pretrained"], "exported": True, "version": __version__}
