@@ -31,18 +31,16 @@ import dataclasses
 import fnmatch
 import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import SynthGenError
 from .soundfont import DRUM_KEYS, GM_NAMES, find_soundfont, render_notes
-from .synthetic import (_DRUM_PATTERNS, Note, SyntheticTrack, _pan, _place, _reverb, _rms, _synth_part,
-                        _synth_voice, synth_effects)
-from .tracks import TrackInfo, TrackSource
+from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _pan, _place, _reverb, _rms,
+                        _synth_part, _synth_voice, synth_effects)
+from .tracks import TrackInfo
 
 MUSIC21 = "music21"
 SCORE_SUFFIXES = (".mid", ".midi", ".mxl", ".musicxml", ".xml", ".krn", ".abc")
@@ -448,7 +446,7 @@ def _interleave(rels: list[str], seed: int) -> list[str]:
     return [str(r) for r in order]
 
 
-class ScoresSource(TrackSource):
+class ScoresSource(RenderedSource):
     """``num_tracks`` excerpts of real pieces, played as multitracks on demand.
 
     Args:
@@ -474,7 +472,7 @@ class ScoresSource(TrackSource):
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
                  synth_voices: str = "both", channels: int = 2, cache: int = 4):
-        super().__init__()
+        super().__init__(cache)
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
         if pieces not in ("all", "train", "valid"):
@@ -522,25 +520,8 @@ class ScoresSource(TrackSource):
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction))
         self._index = {name: i for i, name in enumerate(self.specs)}
-        self._cache: OrderedDict[tuple[str, int], SyntheticTrack] = OrderedDict()
-        self._cache_size = cache
 
-    def render(self, name: str, sample_rate: int = 32_000) -> SyntheticTrack:
-        """The whole rendered track ``name`` (cached)."""
-        key = (name, sample_rate)
-        if key not in self._cache:
-            spec = self.specs[name]
-            self._cache[key] = render_score_track(self.pieces[spec.piece], spec, self.seed, self._index[name],
-                                                  sample_rate, self.channels)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(key)
-        return self._cache[key]
-
-    def _load(self, info: TrackInfo, sample_rate: int, offset: float,
-              duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        track = self.render(info.name, sample_rate)
-        start = int(round(offset * sample_rate))
-        stop = None if duration is None else start + int(round(duration * sample_rate))
-        return (torch.from_numpy(track.mix[:, start:stop].copy()),
-                torch.from_numpy(track.synth[:, start:stop].copy()))
+    def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
+        spec = self.specs[name]
+        return render_score_track(self.pieces[spec.piece], spec, self.seed, self._index[name], sample_rate,
+                                  self.channels)

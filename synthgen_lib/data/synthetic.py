@@ -23,6 +23,7 @@ procedural voices never made.
 """
 from __future__ import annotations
 
+import abc
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -751,7 +752,39 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
 # As a data source
 # --------------------------------------------------------------------------------------------
 
-class SyntheticSource(TrackSource):
+class RenderedSource(TrackSource):
+    """A source whose tracks are rendered whole on demand (:meth:`_render`) and cut into the
+    spans asked for; the ``cache`` most recent renderings are kept."""
+
+    def __init__(self, cache: int = 4):
+        super().__init__()
+        self._cache: OrderedDict[tuple[str, int], SyntheticTrack] = OrderedDict()
+        self._cache_size = cache
+
+    def render(self, name: str, sample_rate: int = 32_000) -> SyntheticTrack:
+        """The whole rendered track ``name`` (cached)."""
+        key = (name, sample_rate)
+        if key not in self._cache:
+            self._cache[key] = self._render(name, sample_rate)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        return self._cache[key]
+
+    @abc.abstractmethod
+    def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
+        """Render track ``name`` whole at ``sample_rate``."""
+
+    def _load(self, info: TrackInfo, sample_rate: int, offset: float,
+              duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        track = self.render(info.name, sample_rate)
+        start = int(round(offset * sample_rate))
+        stop = None if duration is None else start + int(round(duration * sample_rate))
+        return (torch.from_numpy(track.mix[:, start:stop].copy()),
+                torch.from_numpy(track.synth[:, start:stop].copy()))
+
+
+class SyntheticSource(RenderedSource):
     """``num_tracks`` synthetic tracks rendered on demand (the few most recent are cached).
 
     Args:
@@ -769,7 +802,7 @@ class SyntheticSource(TrackSource):
 
     def __init__(self, num_tracks: int = 64, seed: int = 0, track_duration: float = 30.0,
                  channels: int = 2, cache: int = 4, soundfont: str | Path | bool | None = None):
-        super().__init__()
+        super().__init__(cache)
         if num_tracks < 1:
             raise ValueError(f"num_tracks must be at least 1, got {num_tracks}")
         self.soundfont = None
@@ -778,8 +811,6 @@ class SyntheticSource(TrackSource):
             self.kind = "sampled"
         sampled = self.soundfont is not None
         self.seed, self.track_duration, self.channels = seed, track_duration, channels
-        self._cache: OrderedDict[tuple[int, int], SyntheticTrack] = OrderedDict()
-        self._cache_size = cache
         self._index: dict[str, int] = {}
         for i in range(num_tracks):
             spec = sample_spec(seed, i, track_duration)
@@ -788,21 +819,6 @@ class SyntheticSource(TrackSource):
             description = describe_sampled(spec) if sampled else spec.describe()
             self._tracks[name] = TrackInfo(name, track_duration, description)
 
-    def render(self, name: str, sample_rate: int = 32_000) -> SyntheticTrack:
-        """The whole rendered track ``name`` (cached)."""
-        key = (self._index[name], sample_rate)
-        if key not in self._cache:
-            self._cache[key] = render_track(self.seed, key[0], self.track_duration, sample_rate,
-                                            self.channels, self.soundfont)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(key)
-        return self._cache[key]
-
-    def _load(self, info: TrackInfo, sample_rate: int, offset: float,
-              duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        track = self.render(info.name, sample_rate)
-        start = int(round(offset * sample_rate))
-        stop = None if duration is None else start + int(round(duration * sample_rate))
-        return (torch.from_numpy(track.mix[:, start:stop].copy()),
-                torch.from_numpy(track.synth[:, start:stop].copy()))
+    def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
+        return render_track(self.seed, self._index[name], self.track_duration, sample_rate, self.channels,
+                            self.soundfont)

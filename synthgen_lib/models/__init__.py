@@ -161,6 +161,27 @@ def resolve(name_or_path: str | Path) -> Path:
     return Path(name_or_path)
 
 
+def _check_header(path: Path) -> None:
+    """Refuse a file that cannot be a torch checkpoint by its first bytes, saying what it is:
+    torch writes a zip (``PK``) or, in old versions, a pickle (``0x80``). Anything else (a web
+    page saved in place of a download, zeros, random bytes) is not a checkpoint at all, which
+    torch's own error would call unsafe."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        what = "a web page (HTML), not a checkpoint — the download probably failed or needs a sign-in; download it again"
+    elif not head:
+        what = "empty (0 bytes) — copy or download it again"
+    elif not head.strip(b"\0"):
+        what = "all zero bytes, not a checkpoint — the copy was cut off; copy or download it again"
+    else:
+        what = "not a checkpoint (it is not a torch file) — check the path, or download it again"
+    raise CheckpointError(f"{path}: {what}")
+
+
 def load_checkpoint(name_or_path: str | Path) -> dict:
     """Read a checkpoint safely (``weights_only=True``) and check it is one of ours.
 
@@ -173,6 +194,7 @@ def load_checkpoint(name_or_path: str | Path) -> dict:
         hint = ("the bundled models are listed by 'synthgen models'" if str(name_or_path) in BUNDLED
                 or "/" not in str(name_or_path) else "check the path (is Google Drive mounted?)")
         raise CheckpointError(f"{path}: no such checkpoint — {hint}")
+    _check_header(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, or a pickle asking for code
