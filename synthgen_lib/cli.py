@@ -25,6 +25,19 @@ def _positive(kind):
     return parse
 
 
+def _at_least_zero(kind):
+    """argparse type: a finite number >= 0, refused in one line otherwise."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not 0 <= value < float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+        return value
+    return parse
+
+
 def _fraction(text: str) -> float:
     """argparse type: a number in [0, 1)."""
     try:
@@ -99,12 +112,13 @@ def _add_train(sub) -> None:
     p.add_argument("--output", required=True, help="run folder (checkpoints, metrics)")
     for name in ("epochs", "batch_size", "accumulate", "steps_per_epoch", "max_valid_windows"):
         p.add_argument("--" + name.replace("_", "-"), type=_positive(int), default=getattr(d, name))
-    for name in ("warmup_steps", "seed", "save_every", "num_workers"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    p.add_argument("--seed", type=int, default=d.seed)
+    for name in ("warmup_steps", "save_every", "num_workers"):
+        p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(int), default=getattr(d, name))
     for name in ("segment", "lr", "window", "hop"):
         p.add_argument("--" + name.replace("_", "-"), type=_positive(float), default=getattr(d, name))
-    for name in ("weight_decay", "grad_clip", "gain_db"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    for name in ("weight_decay", "grad_clip", "gain_db"):  # 0 turns each off; a negative clip would flip the gradient
+        p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(float), default=getattr(d, name))
     for name in ("remix_prob", "valid_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")

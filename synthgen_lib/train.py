@@ -393,6 +393,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             stale.unlink(missing_ok=True)
 
     def save(path: Path, *, with_state: bool) -> None:
+        if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+            _diverged(out, step, "weights", cfg, last_path)  # never write a broken model over a good one
         train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
                        "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
                        "steps_per_epoch": steps_per_epoch, "world": world, "running": running}
@@ -434,6 +436,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             sched.step()
             step += 1
             loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                _diverged(out, step, f"loss ({loss_value})", cfg, last_path)
             running += loss_value
             bar.set_postfix(loss=f"{loss_value:.4f}")
             if rank == 0 and cfg.log_every and step % cfg.log_every == 0:
@@ -463,6 +467,17 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         if world > 1:
             torch.distributed.barrier()
     return TrainResult(out, step, epoch, best, history)
+
+
+class TrainingDiverged(SynthGenError):
+    """The loss or the weights stopped being finite numbers."""
+
+
+def _diverged(out: Path, step: int, what: str, cfg: TrainConfig, last_path: Path):
+    kept = f"{last_path} keeps the last good state" if last_path.is_file() else "no checkpoint was written"
+    raise TrainingDiverged(f"{out}: training diverged at step {step}: the {what} became non-finite — lower --lr "
+                           f"(it is {cfg.lr:g}), keep --grad-clip on (it is {cfg.grad_clip:g}), or look for NaN "
+                           f"samples in the data; {kept}")
 
 
 class _LossOf(nn.Module):

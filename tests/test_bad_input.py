@@ -134,6 +134,11 @@ CASES = [
                 str(t / "g")]),
     ("invalid --model-config JSON", "refused", "--model-config is not valid JSON",
      lambda t: ["train", "--model", "lstm", "--data", "synthetic", "--output", str(t / "r"), "--model-config", "{oops"]),
+    ("--lr so high that training diverges", "refused at the first non-finite loss or weight, no broken checkpoint",
+     "training diverged at step",
+     lambda t: ["train", "--model", "encoder", "--data", str(_dataset(t / "ds", ("a", "b"))), "--output", str(t / "r"),
+                "--lr", "1e12", "--grad-clip", "0", "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "2",
+                "--segment", "1", "--save-every", "1", "--model-config", '{"channels": 4, "depth": 2}']),
 ]
 
 
@@ -145,7 +150,7 @@ def test_bad_input_gets_one_clear_line(tmp_path, capsys, case):
     captured = capsys.readouterr()
     if outcome == "refused" or outcome.startswith("refused"):
         assert code == 2
-        lines = captured.err.strip().splitlines()
+        lines = [line for line in captured.err.strip().splitlines() if line.strip() and "%|" not in line]  # no bars
         assert len(lines) == 1 and lines[0].startswith("synthgen: error: ") and "Traceback" not in captured.err
         assert expected in lines[0]
     else:

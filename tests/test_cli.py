@@ -146,6 +146,10 @@ def test_very_short_input_separates(tmp_path):
     (["train", "--model", "lstm", "--data", "d", "--output", "o", "--batch-size", "0"], "must be a finite number greater than 0"),
     (["train", "--model", "lstm", "--data", "synthetic", "--output", "o", "--model-config", "[1]"],
      "--model-config must be a JSON object"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--grad-clip", "-1"],  # would flip the gradient
+     "must be a finite number of at least 0"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--gain-db", "nan"], "of at least 0, got nan"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--num-workers", "-1"], "of at least 0"),
 ])
 def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -249,3 +249,26 @@ def test_learning_rate_warms_up_then_decays_to_its_floor():
     assert all(a > b for a, b in zip(decay, decay[1:]))  # strictly down the whole way
     assert lr_factor(cfg, 10, 1.7) == pytest.approx(0.1)  # past the end (a run over budget) stays at the floor
     assert lr_factor(cfg, 10, 0.5) == pytest.approx(0.55)  # cosine: half way is the mid point
+
+
+class _NaNFromTrack(SyntheticSource):
+    """Tracks whose mixes hold a NaN sample (a broken file in a dataset)."""
+
+    def _load(self, info, sample_rate, offset, duration):
+        mix, synth = super()._load(info, sample_rate, offset, duration)
+        mix[..., :: 997] = float("nan")
+        return mix, synth
+
+
+@pytest.mark.parametrize("case", ["nan data", "lr far too high"])
+def test_a_run_that_diverges_stops_in_one_line_and_keeps_no_broken_checkpoint(tmp_path, source, case):
+    from synthgen_lib.train import TrainingDiverged
+
+    data = _NaNFromTrack(num_tracks=6, seed=3, track_duration=12.0) if case == "nan data" else source
+    settings = dict(save_every=1, grad_clip=0) | ({"lr": 1e12, "warmup_steps": 1} if case != "nan data" else {})
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: the (loss \(nan\)|weights|loss \(inf\))"):
+        train(data, tmp_path, _cfg("encoder", **settings), TINY_MODELS["encoder"], progress=False)
+    for name in ("last.pt", "best.pt"):  # whatever was written is a working model
+        if (tmp_path / name).is_file():
+            state = load_checkpoint(tmp_path / name)["model"]
+            assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
