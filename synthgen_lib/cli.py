@@ -12,30 +12,29 @@ from . import __version__
 from .errors import SynthGenError
 
 
-def _positive(kind):
-    """argparse type: a number > 0, refused in one line otherwise."""
+def _finite(kind, zero_ok: bool):
+    """argparse type: a finite number above 0 (or at least 0 with ``zero_ok``), refused in one
+    line otherwise (nan included)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0 or value == float("inf"):  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):  # nan fails both
+            bound = "of at least 0" if zero_ok else "greater than 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
         return value
     return parse
+
+
+def _positive(kind):
+    """argparse type: a finite number > 0."""
+    return _finite(kind, zero_ok=False)
 
 
 def _at_least_zero(kind):
-    """argparse type: a finite number >= 0, refused in one line otherwise."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not 0 <= value < float("inf"):  # also refuses nan
-            raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-        return value
-    return parse
+    """argparse type: a finite number >= 0."""
+    return _finite(kind, zero_ok=True)
 
 
 def _fraction(text: str) -> float:
