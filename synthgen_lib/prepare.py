@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, save_audio
 from .data import TrackSource, make_windows, open_source
+from .data.folder import SPLITS_FILE
 from .data.windows import WindowSet
 from .errors import SynthGenError
 from .fileio import write_text_atomic
@@ -142,9 +143,6 @@ def _try_track(source: TrackSource | None, name: str, out: Path, sample_rate: in
         return _write_track(source or _WORKER_SOURCE, name, out, sample_rate, channels)
     except SynthGenError as exc:
         return exc
-
-
-SPLITS_FILE = "splits.json"
 
 
 def _keep_splits(out: Path, source: TrackSource) -> None:

@@ -23,6 +23,9 @@ from ..errors import AudioError, DatasetError
 from .tracks import DEFAULT_DESCRIPTION, TrackInfo, TrackSource
 
 
+SPLITS_FILE = "splits.json"  # {track name: split} of the tracks a dataset holds out itself
+
+
 def _by_name(folder: Path, keep, problems, kind: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if not folder.is_dir():
@@ -90,7 +93,7 @@ class FolderSource(TrackSource):
     def _splits(self) -> dict[str, str]:
         """The dataset's own split of some tracks (``splits.json``, written by ``synthgen
         prepare`` for sources that hold tracks out themselves); other tracks get none."""
-        path = self.root / "splits.json"
+        path = self.root / SPLITS_FILE
         if not path.is_file():
             return {}
         try:

@@ -38,8 +38,8 @@ import numpy as np
 
 from ..errors import SynthGenError
 from .soundfont import DRUM_KEYS, GM_NAMES, find_soundfont, render_notes
-from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _pan, _place, _reverb, _rms,
-                        _synth_part, _synth_voice, synth_effects)
+from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _join, _pan, _place, _reverb,
+                        _rms, _synth_part, _synth_voice, synth_effects)
 from .tracks import TrackInfo
 
 MUSIC21 = "music21"
@@ -118,9 +118,9 @@ class PartPlan:
     program: int | None  # GM program; None: a procedural synth voice
     soundfont: str | None
     transpose: int  # semitones (whole octaves)
-    voice: object = None  # the procedural voice's SynthPartSpec, or the synth's effects draw
-    pan: float = 0.0
-    level_db: float = 0.0
+    voice: object = None  # a synth's SynthPartSpec: its procedural voice, effects, pan and level
+    pan: float = 0.0  # accompaniment only
+    level_db: float = 0.0  # accompaniment only
 
     def instrument(self) -> str:
         if self.program is None:
@@ -158,9 +158,7 @@ class ScoreTrackSpec:
                 others.append(p.instrument())
         others += ["drums"] if self.drums else []
         text = "; plus ".join(synths) + f"; {self.title}, {self.bpm:.0f} bpm"
-        if others:
-            text += ", with " + (others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1])
-        return text
+        return text + (", with " + _join(others) if others else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,8 +174,8 @@ def read_patterns(exclude: str | Path | list[str] | None) -> list[str]:
     path = Path(exclude).expanduser()
     if not path.is_file():
         raise SynthGenError(f"{path}: no such exclude file — give a text file with one score path per line")
-    return [line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.split("#")[0].strip()]
+    patterns = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [p for p in patterns if p]
 
 
 def excluded(rel: str, patterns: list[str]) -> bool:
@@ -203,6 +201,11 @@ def find_scores(root: str | Path) -> tuple[Path, list[str]]:
     rels = sorted(p.relative_to(base).as_posix() for p in paths if p.suffix.lower() in SCORE_SUFFIXES)
     rels = [r for r in rels if not any(part.startswith(".") for part in r.split("/"))]
     return base, rels
+
+
+def _stem(rel: str) -> str:
+    """A score path without its extension: the piece's title in descriptions and names."""
+    return re.sub(r"\.(mxl|musicxml|xml|krn|abc|midi?)$", "", rel)
 
 
 def piece_split(rel: str, valid_fraction: float) -> str:
@@ -273,8 +276,7 @@ def read_score(path: Path, rel: str) -> Piece:
     quarters = max(n[0] + n[1] for p in parts for n in p.notes)
     marks = [m.number for m in score.flatten().getElementsByClass(tempo.MetronomeMark) if m.number]
     bpm = float(np.clip(marks[0], 40, 200)) if marks else None
-    title = re.sub(r"\.(mxl|musicxml|xml|krn|abc|midi?)$", "", rel)
-    return Piece(rel, title, tuple(parts), quarters, bpm)
+    return Piece(rel, _stem(rel), tuple(parts), quarters, bpm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,7 +339,7 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
             procedural = rng.random() < 0.5 if synth_voices == "both" else synth_voices == "procedural"
             program = None if procedural else int(rng.choice(SYNTH_PROGRAMS[part.register]))
             plans.append(PartPlan(i, True, program, None if program is None else sf,
-                                  _fit_octaves(pitches, *SYNTH_RANGE), effects, effects.pan, effects.level_db))
+                                  _fit_octaves(pitches, *SYNTH_RANGE), effects))
             if rng.random() < 0.15:  # hard case: an acoustic instrument doubles the synth's line
                 double = int(rng.choice(ENSEMBLES[ensemble][part.register]))
                 plans.append(PartPlan(i, False, double, sf, _fit_octaves(pitches, *INSTRUMENTS[double][1:]),
@@ -426,8 +428,7 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
 # --------------------------------------------------------------------------------------------
 
 def _slug(rel: str) -> str:
-    stem = re.sub(r"\.(mxl|musicxml|xml|krn|abc|midi?)$", "", rel)
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", stem).strip("-")[-40:]
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", _stem(rel)).strip("-")[-40:]
 
 
 def _interleave(rels: list[str], seed: int) -> list[str]:
