@@ -1,7 +1,8 @@
 """Separation speed, memory and scaling of the bundled models.
 
     python -m bench.separation            # 3-minute stereo 44.1 kHz mix through each model,
-                                          # then 30 s / 3 min / 10 min through each
+                                          # then 3 / 10 / 30 / 60 min through each, and
+                                          # 3 min at rates that share little with 32 kHz
     python -m bench.separation --quick    # 10 s, for CI
 
 Each measurement runs the `synthgen separate` command on a WAV file (streamed in blocks), for
@@ -27,16 +28,18 @@ def bundled_models() -> list[str]:
     return [name for name, _, _, present in list_models() if present]
 
 
-def _make_mix(path: Path, seconds: float) -> None:
-    import numpy as np
-
-    from synthgen_lib.audio import save_audio
+def _make_mix(path: Path, seconds: float, rate: int = 44100) -> None:
+    """A stereo 16-bit WAV of ``seconds``: one rendered minute repeated, written a minute at a
+    time (an hour-long file never sits in memory)."""
+    from synthgen_lib.audio import AudioWriter
     from synthgen_lib.data.synthetic import render_track
 
-    track = render_track(7, 0, min(seconds, 60.0), 44100, 2)
-    reps = int(np.ceil(seconds / 60.0))
-    mix = np.concatenate([track.mix] * reps, axis=1)[:, : int(seconds * 44100)]
-    save_audio(path, mix, 44100)
+    minute = render_track(7, 0, min(seconds, 60.0), rate, 2).mix
+    with AudioWriter(path, rate, 2, bits=16) as out:
+        left = int(seconds * rate)
+        while left > 0:
+            out.write(minute[:, :left])
+            left -= minute.shape[1]
 
 
 def measure(model: str, mix: Path, seconds: float) -> dict:
@@ -62,10 +65,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="10 s, one model (CI smoke)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "MIX", "SECONDS"), help=argparse.SUPPRESS)
-    parser.add_argument("--make", nargs=2, metavar=("MIX", "SECONDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--make", nargs=3, metavar=("MIX", "SECONDS", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make:
-        _make_mix(Path(args.make[0]), float(args.make[1]))
+        _make_mix(Path(args.make[0]), float(args.make[1]), int(args.make[2]))
         print("{}")
         return 0
     if args.child:
@@ -73,10 +76,10 @@ def main(argv=None) -> int:
         return 0
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
-        def mix_of(seconds: float) -> str:
-            path = Path(tmp) / f"mix{seconds:g}.wav"
+        def mix_of(seconds: float, rate: int = 44100) -> str:
+            path = Path(tmp) / f"mix{seconds:g}-{rate}.wav"
             if not path.exists():
-                in_subprocess("bench.separation", "--make", str(path), str(seconds))
+                in_subprocess("bench.separation", "--make", str(path), str(seconds), str(rate))
             return str(path)
 
         models = bundled_models()
@@ -90,11 +93,18 @@ def main(argv=None) -> int:
         if not args.quick:
             rows = []
             for model in models:
-                for seconds in (30.0, 180.0, 600.0):
+                for seconds in (180.0, 600.0, 1800.0, 3600.0):
                     r = in_subprocess("bench.separation", "--child", model, mix_of(seconds), str(seconds))
-                    rows.append([model, f"{seconds:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
-            print("\nScaling with track length (time should grow linearly, memory stay flat)")
-            print(table(["model", "audio s", "wall s", "wall s per audio min", "peak RAM MB"], rows))
+                    rows.append([model, f"{seconds / 60:g}", r["wall"], r["wall"] / seconds * 60, r["peak_mb"]])
+            print("\nScaling with track length, stereo 44.1 kHz (time should grow linearly, memory stay flat)")
+            print(table(["model", "audio min", "wall s", "wall s per audio min", "peak RAM MB"], rows))
+            rows = []
+            for model in models:
+                for rate in (44100, 22254, 11127, 44101):
+                    r = in_subprocess("bench.separation", "--child", model, mix_of(180.0, rate), "180")
+                    rows.append([model, f"{rate}", r["wall"], r["realtime"], r["peak_mb"]])
+            print("\nSample rates that share little with 32 kHz (3 min stereo; memory should not grow)")
+            print(table(["model", "rate Hz", "wall s", "x realtime", "peak RAM MB"], rows))
     return 0
 
 

@@ -7,6 +7,7 @@ torchaudio >= 2.9 no longer reads or writes files without FFmpeg.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    subtype: str = ""
 
     @property
     def duration(self) -> float:
@@ -62,6 +64,40 @@ def _check_exists(path: Path) -> None:
         raise AudioError(path, "no such file", "check the path (is Google Drive mounted?)")
     if path.is_dir():
         raise AudioError(path, "is a folder, not an audio file")
+    if not path.is_file():  # reading a named pipe waits forever for a writer
+        raise AudioError(path, "is not a regular file (a named pipe, socket or device)", "give an audio file")
+
+
+MIN_RATE, MAX_RATE = 1000, 768_000
+"""Sample rates (Hz) an audio file may have: anything else is a broken header."""
+
+_MP3_BITRATES = {1: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # MPEG-1 layer III
+                 2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}  # MPEG-2/2.5 layer III
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mp3_frames(path: Path) -> int | None:
+    """Samples per channel in an MP3 counted from its frame headers (``None`` when the file is
+    not plain MPEG layer III). libsndfile takes an MP3's length from a Xing header, or guesses it
+    from the first frame's bit rate, which cuts a VBR file without that header short."""
+    data = path.read_bytes()
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # ID3v2 tag: its size is four 7-bit bytes
+        pos = 10 + ((data[6] & 127) << 21 | (data[7] & 127) << 14 | (data[8] & 127) << 7 | (data[9] & 127))
+    samples = frames = 0
+    while pos + 4 <= len(data):
+        h = int.from_bytes(data[pos:pos + 4], "big")
+        version, layer = (h >> 19) & 3, (h >> 17) & 3
+        bitrate, rate_index, padding = (h >> 12) & 15, (h >> 10) & 3, (h >> 9) & 1
+        if h >> 21 != 0x7FF or version == 1 or layer != 1 or bitrate in (0, 15) or rate_index == 3:
+            break  # not a layer III frame header: the end of the audio (or a trailing tag)
+        mpeg1 = version == 3
+        rate = _MP3_RATES[version][rate_index]
+        kbps = _MP3_BITRATES[1 if mpeg1 else 2][bitrate]
+        pos += (144 if mpeg1 else 72) * kbps * 1000 // rate + padding
+        samples += 1152 if mpeg1 else 576
+        frames += 1
+    return samples if frames else None
 
 
 def _wav_shortfall(path: Path) -> tuple[int, int] | None:
@@ -98,12 +134,21 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise _open_problem(path, exc) from None
     if info.frames <= 0 and path.suffix.lower() != ".mp3":
         raise AudioError(path, "holds no audio samples", "re-export it")
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise AudioError(path, f"its header gives a sample rate of {info.samplerate} Hz, outside "
+                         f"{MIN_RATE}-{MAX_RATE} Hz", "the file is damaged; re-export it")
+    if info.format == "MP3" and (counted := mp3_frames(path)) is not None \
+            and counted - info.frames > max(info.samplerate, 0.01 * counted):
+        raise AudioError(path, f"holds {counted / info.samplerate:.1f} s of MP3 audio but only "
+                         f"{info.frames / info.samplerate:.1f} s can be decoded (a variable-bit-rate MP3 "
+                         "without a length header)", "convert it to WAV or FLAC first, e.g. "
+                         "ffmpeg -i song.mp3 song.wav")
     if info.format == "WAV" and (short := _wav_shortfall(path)) is not None:
         claimed, present = short
         raise AudioError(path, f"the file is truncated: its header promises {claimed} bytes of audio, "
                          f"only {present} are there", "re-copy it (an unfinished upload or Drive sync?)")
     return AudioInfo(path=path, sample_rate=int(info.samplerate), channels=int(info.channels),
-                     frames=int(info.frames))
+                     frames=int(info.frames), subtype=str(info.subtype))
 
 
 def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
@@ -118,7 +163,22 @@ def resample(wav: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
         raise AudioError(None, f"sample rates must be positive, got {orig_sr} -> {new_sr}")
     import torchaudio.functional as taf  # only needed when rates differ
 
-    return taf.resample(wav, int(orig_sr), int(new_sr))
+    return taf.resample(wav, *_resampling_rates(int(orig_sr), int(new_sr)))
+
+
+MAX_RESAMPLING_FILTER = 4_000_000
+
+
+def _resampling_rates(orig_sr: int, new_sr: int) -> tuple[int, int]:
+    """The rates to resample between. A sinc resampler's filter bank holds about the product of
+    the ratio's reduced terms (44100 -> 32000 Hz is 441/320: 141 000 taps; 22254 -> 32000 Hz is
+    11127/16000: 178 million, gigabytes); above :data:`MAX_RESAMPLING_FILTER`, each rate is
+    taken to the nearest multiple of 50 Hz, which shifts pitch by under 6 cents even at 8 kHz.
+    Going back uses the same rounding, so a round trip keeps the length and the timing."""
+    g = math.gcd(orig_sr, new_sr)
+    if (orig_sr // g) * (new_sr // g) <= MAX_RESAMPLING_FILTER:
+        return orig_sr, new_sr
+    return max(50, round(orig_sr / 50) * 50), max(50, round(new_sr / 50) * 50)
 
 
 def convert_channels(wav: torch.Tensor, channels: int | None) -> torch.Tensor:
@@ -250,8 +310,11 @@ def save_audio(
             data = data * (full_scale / peak)
         elif clip == "clamp":
             data = np.clip(data, -full_scale, full_scale)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), data.T, int(sample_rate), subtype=_SUBTYPES[bits], format=fmt)
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), data.T, int(sample_rate), subtype=_SUBTYPES[bits], format=fmt)
+    except (RuntimeError, OSError) as exc:
+        raise _write_problem(path, exc) from None
     return path
 
 
@@ -285,21 +348,50 @@ class AudioWriter:
         if fmt is None or bits not in _SUBTYPES or (bits == 32 and fmt == "FLAC"):
             raise AudioError(self.path, f"cannot stream {bits}-bit '{self.path.suffix}'", "use .wav (16/24/32) or .flac (16/24)")
         self._format, self._atomic, self._file = fmt, None, None
+        self.clipped = 0
+        """Samples clamped to full scale so far (integer formats)."""
 
     def __enter__(self) -> "AudioWriter":
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._file = sf.SoundFile(str(tmp), "w", self.sample_rate, self.channels, _SUBTYPES[self.bits],
-                                  format=self._format)
+        try:
+            self._file = sf.SoundFile(str(tmp), "w", self.sample_rate, self.channels, _SUBTYPES[self.bits],
+                                      format=self._format)
+        except BaseException as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise _write_problem(self.path, exc) from None
         return self
 
     def write(self, wav: torch.Tensor | np.ndarray) -> None:
         data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
         data = np.asarray(data, dtype=np.float32).reshape(self.channels, -1)
+        if not np.isfinite(data).all():
+            raise AudioError(self.path, "refusing to write NaN or infinite samples (the model's output is broken)",
+                             "check the model: it may hold NaN weights")
         if self.bits != 32:
-            data = np.clip(data, -_full_scale(self.bits), _full_scale(self.bits))
-        self._file.write(data.T)
+            full_scale = _full_scale(self.bits)
+            self.clipped += int(np.count_nonzero(np.abs(data) > full_scale))
+            data = np.clip(data, -full_scale, full_scale)
+        try:
+            self._file.write(data.T)
+        except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+            raise _write_problem(self.path, exc) from None
 
     def __exit__(self, *exc) -> bool:
-        self._file.close()
+        try:
+            self._file.close()
+        except (RuntimeError, OSError) as error:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+            raise _write_problem(self.path, error) from None
         return bool(self._atomic.__exit__(*exc))
+
+
+def _write_problem(path: Path, exc: BaseException) -> BaseException:
+    """A write that failed (disk full, permissions, a Drive mount gone) as one line; anything
+    else (Ctrl-C) as it is. The file under ``path``, if any, is left as it was."""
+    if not isinstance(exc, (RuntimeError, OSError)):
+        return exc
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return AudioError(path, f"could not be written ({detail})",
+                      "is the disk full? free some space (or check permissions) and run again; "
+                      "any earlier version of the file is kept")

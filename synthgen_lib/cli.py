@@ -12,9 +12,9 @@ from . import __version__
 from .errors import SynthGenError
 
 
-def _finite(kind, zero_ok: bool):
-    """argparse type: a finite number above 0 (or at least 0 with ``zero_ok``), refused in one
-    line otherwise (nan included)."""
+def _finite(kind, zero_ok: bool, most: float | None = None):
+    """argparse type: a finite number above 0 (or at least 0 with ``zero_ok``), and at most
+    ``most`` when given, refused in one line otherwise (nan included)."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -23,13 +23,28 @@ def _finite(kind, zero_ok: bool):
         if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):  # nan fails both
             bound = "of at least 0" if zero_ok else "greater than 0"
             raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text}")
         return value
     return parse
 
 
-def _positive(kind):
-    """argparse type: a finite number > 0."""
-    return _finite(kind, zero_ok=False)
+def _positive(kind, most: float | None = None):
+    """argparse type: a finite number > 0 (and at most ``most``)."""
+    return _finite(kind, zero_ok=False, most=most)
+
+
+def _text(text: str) -> str:
+    """argparse type: text that is valid UTF-8 (arguments in another encoding arrive with
+    undecodable bytes that no tokenizer or file can take)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text (set your terminal to UTF-8, or retype it)") from None
+    return text
+
+
+MAX_TRACK_SECONDS = 3600.0  # one generated track is rendered in memory
 
 
 def _at_least_zero(kind):
@@ -60,12 +75,12 @@ def _add_prepare(sub) -> None:
     p.add_argument("--output", help="write the dataset here in the folder layout (resumes)")
     p.add_argument("--tracks", type=_positive(int), default=64,
                    help="synthetic, sampled, scores: number of tracks (default 64)")
-    p.add_argument("--track-duration", type=_positive(float), default=30.0,
-                   help="synthetic, sampled, scores: seconds per track (default 30)")
+    p.add_argument("--track-duration", type=_positive(float, MAX_TRACK_SECONDS), default=30.0,
+                   help="synthetic, sampled, scores: seconds per track (default 30, at most 3600)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated set and of the split (default 0)")
-    p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
-    p.add_argument("--hop", type=float, default=5.0, help="hop between windows in seconds (default 5)")
-    p.add_argument("--valid-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
+    p.add_argument("--window", type=_positive(float), default=10.0, help="window length in seconds (default 10)")
+    p.add_argument("--hop", type=_positive(float), default=5.0, help="hop between windows in seconds (default 5)")
+    p.add_argument("--valid-fraction", type=_fraction, default=0.1, help="share of tracks held out (default 0.1)")
     p.add_argument("--short", choices=("pad", "skip"), default="pad", help="tracks shorter than a window")
     p.add_argument("--target", default="other", help="musdb: stem used as the synth (default other)")
     p.add_argument("--download", action="store_true", help="musdb: fetch the 7-second previews")
@@ -159,7 +174,8 @@ def _add_encode(sub) -> None:
                    "facebook/musicgen-small or an export folder (default tiny)")
     p.add_argument("--model-config", default="{}", help='JSON SynthGen settings, e.g. \'{"window": 10}\'')
     p.add_argument("--tracks", type=_positive(int), default=64, help="synthetic: number of tracks (default 64)")
-    p.add_argument("--track-duration", type=_positive(float), default=30.0, help="synthetic: seconds per track")
+    p.add_argument("--track-duration", type=_positive(float, MAX_TRACK_SECONDS), default=30.0,
+                   help="synthetic: seconds per track")
     p.add_argument("--seed", type=int, default=0, help="split (and synthetic set) seed (default 0)")
     p.add_argument("--window", type=_positive(float), default=None, help="seconds per window (default: model's)")
     p.add_argument("--hop", type=_positive(float), default=5.0, help="hop between windows in seconds (default 5)")
@@ -202,18 +218,19 @@ def _add_generate(sub) -> None:
     p.add_argument("inputs", nargs="+", help="audio files or folders (the mixes)")
     p.add_argument("--model", default="facebook/musicgen-melody",
                    help="SynthGen checkpoint, export folder, 'tiny' or a pretrained MusicGen name")
-    p.add_argument("--description", default=None, help='what the synth should sound like, e.g. "warm pad"')
+    p.add_argument("--description", type=_text, default=None, help='what the synth should sound like, e.g. "warm pad"')
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--remix", action="store_true", help="also replace the synth in the mix")
     p.add_argument("--separator", default="synthlstm-demo", help="--remix: model that removes the old synth")
     p.add_argument("--temperature", type=_positive(float), default=1.0, help="sampling temperature (default 1)")
-    p.add_argument("--top-k", type=int, default=250, help="sample among the k likeliest tokens (default 250)")
+    p.add_argument("--top-k", type=_positive(int), default=250, help="sample among the k likeliest tokens (default 250)")
     p.add_argument("--top-p", type=_fraction, default=0.0, help="nucleus sampling threshold (0: off)")
-    p.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
+    p.add_argument("--cfg-coef", type=_at_least_zero(float), default=3.0, help="classifier-free guidance (default 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="take the likeliest token instead of sampling")
     p.add_argument("--window", type=_positive(float), default=None, help="seconds per window (default: model's)")
-    p.add_argument("--overlap", type=float, default=2.0, help="seconds each window continues from (default 2)")
+    p.add_argument("--overlap", type=_at_least_zero(float), default=2.0,
+                   help="seconds each window continues from (default 2)")
     p.add_argument("--primer", default=None, help="audio file with a synth line to continue (kept unchanged)")
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
     p.set_defaults(func=_run_generate)
@@ -249,10 +266,21 @@ def _add_separate(sub) -> None:
 def _run_separate(args) -> int:
     from .separate import separate_files
 
-    for src, folder in separate_files(args.inputs, args.model, args.output, segment=args.segment,
-                                      overlap=args.overlap, bits=args.bits, wiener=args.wiener):
-        print(f"{src} -> {folder}/synth.wav, residual.wav")
-    return 0
+    failed, total = [], 0
+    for done in separate_files(args.inputs, args.model, args.output, segment=args.segment,
+                               overlap=args.overlap, bits=args.bits, wiener=args.wiener):
+        total += 1
+        if done.status == "failed":
+            failed.append(done.input)
+            print(f"synthgen: error: {done.note}", file=sys.stderr)
+        elif done.status == "skipped":
+            print(f"{done.input}: skipped ({done.note})")
+        else:
+            print(f"{done.input} -> {done.folder}/synth.wav, residual.wav" + (f" ({done.note})" if done.note else ""))
+    if failed and total > 1:
+        print(f"synthgen: {len(failed)} of {total} files failed (above); the others were written — fix them and "
+              "run again: finished files are skipped", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _add_evaluate(sub) -> None:
@@ -264,10 +292,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--source", choices=SOURCES, default="folder")
     p.add_argument("--root", help="dataset folder")
     p.add_argument("--split", default="valid", choices=("valid", "train", "test", "all"))
-    p.add_argument("--tracks", type=int, default=64, help="synthetic: number of tracks")
+    p.add_argument("--tracks", type=_positive(int), default=64, help="synthetic: number of tracks")
     p.add_argument("--seed", type=int, default=0, help="split (and synthetic set) seed")
-    p.add_argument("--valid-fraction", type=float, default=0.1)
-    p.add_argument("--max-tracks", type=int, default=None)
+    p.add_argument("--valid-fraction", type=_fraction, default=0.1)
+    p.add_argument("--max-tracks", type=_positive(int), default=None)
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also list the N windows where the first model scores lowest")
     p.set_defaults(func=_run_evaluate)
@@ -334,9 +362,16 @@ def _run_demo(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``synthgen: error: ...``), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"synthgen: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``synthgen`` argument parser with all subcommands."""
-    parser = argparse.ArgumentParser(prog="synthgen", description="Isolate, generate and re-voice "
+    parser = _Parser(prog="synthgen", description="Isolate, generate and re-voice "
                                      "the synth stem of a music mix.")
     parser.add_argument("--version", action="version", version=f"synthgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad argument (already printed on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except SynthGenError as exc:

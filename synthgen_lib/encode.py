@@ -34,6 +34,7 @@ from .fileio import atomic_path, write_text_atomic
 FORMAT = "synthgen-codes"
 MANIFEST = "manifest.json"
 CODEC = "codec.pt"
+SHARD_KEYS = ("synth", "mix", "chroma", "description", "track", "start", "split")  # one entry per window
 
 
 @dataclass
@@ -192,6 +193,14 @@ def _read_manifest(path: Path) -> dict:
         raise DatasetError(f"{path}: unreadable manifest ({exc}) — encode the dataset again into a new folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DatasetError(f"{path}: not a SynthGen codes manifest (run 'synthgen encode' to make one)")
+    for key, kind in (("settings", dict), ("model", dict), ("counts", dict), ("shards", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise DatasetError(f"{path}: the manifest has no '{key}' {kind.__name__} (written by another version, or "
+                               "edited by hand) — encode the dataset again into a new folder")
+    for entry in manifest["shards"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("windows"), int)):
+            raise DatasetError(f"{path}: a shard entry lacks its 'file' or 'windows' ({str(entry)[:80]}) — encode "
+                               "the dataset again into a new folder")
     return manifest
 
 
@@ -233,6 +242,11 @@ class Codes:
                 except Exception as exc:
                     raise DatasetError(f"{path}: unreadable shard ({str(exc).splitlines()[0][:120]}) — "
                                        "delete it and run encode again to redo it") from None
+                missing = [k for k in SHARD_KEYS if not isinstance(shard, dict) or k not in shard]
+                if missing or len({len(shard[k]) for k in SHARD_KEYS}) != 1:
+                    what = f"no {', '.join(missing)}" if missing else "its fields differ in length"
+                    raise DatasetError(f"{path}: not a complete shard ({what}) — delete it and run encode again "
+                                       "to redo it")
                 for i in range(len(shard["track"])):
                     self._items.append({k: shard[k][i] for k in shard})
         return self._items

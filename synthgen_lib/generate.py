@@ -198,7 +198,7 @@ def generate_files(inputs: list[str | Path], model, output: str | Path, descript
     from .audio import load_audio
     from .separate import audio_jobs
 
-    jobs = audio_jobs(inputs, output)
+    jobs, _ = audio_jobs(inputs, output)  # a file given twice is generated once
     if remix_synth and not isinstance(separator, nn.Module):  # loaded (and checked) once, not per file
         from .models import load_model, require_task
 

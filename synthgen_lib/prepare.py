@@ -158,6 +158,23 @@ def _keep_splits(out: Path, source: TrackSource) -> None:
     write_text_atomic(path, json.dumps({**known, **own}, indent=0, sort_keys=True))
 
 
+def _check_output(out: Path, root: str | Path | None) -> None:
+    """Refuse an output folder that would write over files ``prepare`` did not write: the dataset
+    folder itself (or a folder inside it, or one holding it), or a folder with files in it and no
+    ``prepare.json`` (the mark of a folder this function writes)."""
+    from .errors import DatasetError
+
+    target = out.resolve()
+    if root is not None and Path(root).is_dir():
+        data = Path(root).resolve()
+        if target == data or data in target.parents or target in data.parents:
+            raise DatasetError(f"{out}: the output folder overlaps the dataset folder {root} — writing there would "
+                               "replace your own files; give --output a new folder outside it")
+    if target.is_dir() and any(target.iterdir()) and not (target / "prepare.json").is_file():
+        raise DatasetError(f"{out}: the output folder already holds files that 'synthgen prepare' did not write — "
+                           "give a new or empty folder (prepare resumes only in folders it wrote)")
+
+
 def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
             output: str | Path | None = None, *, num_tracks: int = 64, track_duration: float = 30.0,
             seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
@@ -189,6 +206,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
+    if output is not None:
+        _check_output(Path(output), root)
     src = source if isinstance(source, TrackSource) else open_source(
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
@@ -204,6 +223,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                            notes=_short_note(src, ws))
     if output is not None:
         out = Path(output)
+        if not (out / "prepare.json").is_file():  # marks the folder as ours before the first track
+            write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
         silent: dict[str, list[str]] = {"mix": [], "synth": []}
         failed = []

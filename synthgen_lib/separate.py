@@ -21,6 +21,8 @@ from .audio import resample
 # Shorter segments than this leave a spectrogram model too few frames to read; longer ones
 # only cost memory (long files are streamed in blocks anyway).
 MIN_SEGMENT, MAX_SEGMENT = 0.5, 300.0
+CHANNEL_GROUP = 2  # channels separated together (a 256-channel file goes two by two)
+BATCH_SECONDS = 40.0  # most seconds of audio per channel in one forward pass
 
 
 @dataclass
@@ -113,6 +115,7 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
     Returns:
         :class:`Separation` with ``synth`` and ``residual`` shaped like ``mix``, at its rate.
     """
+    from .errors import SynthGenError
     from .models import load_model
 
     where = None if isinstance(model, nn.Module) else model
@@ -124,10 +127,20 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
     x = mix[None] if squeeze else mix
     rate = model.config.sample_rate
     sample_rate = sample_rate or rate
-    work = resample(x.float(), sample_rate, rate).to(dev)
-    synth = overlap_add(lambda chunk: model(chunk, **model_kwargs), work, int(round(segment * rate)),
-                        overlap, batch_size, progress)
-    synth = resample(synth.cpu(), rate, sample_rate)
+    # beyond full scale (float files can hold 1e18) the model sees the mix at full scale, and the
+    # synth is scaled back: spectra of such levels overflow float32
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    scale = peak if peak > 1.0 else 1.0
+    work = resample(x.float() / scale, sample_rate, rate)
+    batch_size = max(1, min(batch_size, int(BATCH_SECONDS // segment)))  # long segments: fewer at a time
+    parts = []
+    for group in range(0, work.shape[0], CHANNEL_GROUP):  # memory grows with channels x segment x batch
+        parts.append(overlap_add(lambda chunk: model(chunk, **model_kwargs), work[group:group + CHANNEL_GROUP].to(dev),
+                                 int(round(segment * rate)), overlap, batch_size, progress).cpu())
+    synth = resample(torch.cat(parts), rate, sample_rate) * scale
+    if not bool(torch.isfinite(synth).all()):
+        raise SynthGenError(f"{where or 'the model'}: the separated synth holds NaN or infinite samples — the "
+                            "model is broken (NaN weights?) or this mix is out of its range; nothing was written")
     n = x.shape[-1]
     synth = torch.nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n].to(mix.device)
     if squeeze:
@@ -138,8 +151,9 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
 _SEPARATE_SETTINGS = ("segment", "overlap", "batch_size", "device", "progress")  # separate()'s own
 
 
-def audio_jobs(inputs: list[str | Path], output: str | Path) -> dict[Path, Path]:
-    """``{output folder: input file}`` for audio files and folders (walked, layout mirrored).
+def audio_jobs(inputs: list[str | Path], output: str | Path) -> tuple[dict[Path, Path], list[tuple[Path, Path]]]:
+    """``{output folder: input file}`` for audio files and folders (walked, layout mirrored), and
+    the ``(input, folder)`` of inputs given more than once (each is processed once).
 
     Raises:
         AudioError: a missing input, no audio found, or two inputs that would share a folder.
@@ -148,6 +162,7 @@ def audio_jobs(inputs: list[str | Path], output: str | Path) -> dict[Path, Path]
     from .errors import AudioError
 
     jobs: dict[Path, Path] = {}
+    repeated: list[tuple[Path, Path]] = []
     for item in map(Path, inputs):
         if item.is_dir():  # mirror the folder's layout so same-named files do not collide
             found = sorted(p for p in item.rglob("*") if p.is_file() and is_audio_file(p)
@@ -158,43 +173,143 @@ def audio_jobs(inputs: list[str | Path], output: str | Path) -> dict[Path, Path]
         else:
             raise AudioError(item, "no such file or folder", "check the path (is Google Drive mounted?)")
         for path, rel in pairs:
-            if (Path(output) / rel) in jobs:
-                raise AudioError(path, f"would overwrite the stems of {jobs[Path(output) / rel]} "
-                                 f"(both go to {Path(output) / rel})", "rename one of them")
-            jobs[Path(output) / rel] = path
+            folder = Path(output) / rel
+            if folder in jobs and jobs[folder].resolve() == path.resolve():
+                repeated.append((path, folder))
+                continue
+            if folder in jobs:
+                raise AudioError(path, f"would overwrite the stems of {jobs[folder]} (both go to {folder})",
+                                 "rename one of them, or give them in separate runs with different --output")
+            jobs[folder] = path
     if not jobs:
         raise AudioError(None, f"no audio files found in {', '.join(map(str, inputs))}")
-    return jobs
+    return jobs, repeated
+
+
+@dataclass
+class FileOutcome:
+    """What :func:`separate_files` did with one input: ``status`` is ``"separated"``,
+    ``"skipped"`` (already separated with the same model and settings) or ``"failed"``;
+    ``note`` says why it failed, or what was changed (a level lowered, samples clipped)."""
+
+    input: Path
+    folder: Path
+    status: str
+    note: str = ""
+
+
+RECORD = "separation.json"
+"""Written beside the stems once both are complete: what was separated, with which model and
+settings. A rerun skips a file whose record matches."""
+
+
+def _record(path: Path, model, settings: dict) -> dict | None:
+    """What identifies one separation, or ``None`` when the model is an object in memory."""
+    if isinstance(model, nn.Module):
+        return None
+    from .models import resolve
+
+    weights = resolve(model)
+    stat, wstat = path.stat(), weights.stat()
+    return {"input": str(path.resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+            "model": str(weights.resolve()), "model_size": wstat.st_size, "model_mtime_ns": wstat.st_mtime_ns,
+            "settings": {k: settings[k] for k in sorted(settings) if k not in ("progress", "device")}}
+
+
+def _finished(folder: Path, record: dict | None) -> bool:
+    import json
+
+    if record is None or not all((folder / n).is_file() for n in (RECORD, "synth.wav", "residual.wav")):
+        return False
+    try:
+        return json.loads((folder / RECORD).read_text()) == record
+    except (OSError, ValueError):
+        return False
+
+
+def _peak(path: Path, rate: int, block: float) -> float:
+    """The largest absolute sample of a float file, read block by block."""
+    from .audio import audio_info, load_audio
+
+    total, step, peak = audio_info(path).frames, max(1, int(block * rate)), 0.0
+    for start in range(0, max(total, 1), step):
+        block_audio = load_audio(path, None, None, start / rate, step / rate)
+        peak = max(peak, float(block_audio.abs().max()) if block_audio.numel() else 0.0)
+    return peak
+
+
+def _separate_one(path: Path, folder: Path, net: nn.Module, bits: int, block: float, context: float,
+                  kwargs: dict) -> str:
+    """Write ``folder/synth.wav`` and ``folder/residual.wav`` for one file; returns a note (or "")."""
+    from .audio import AudioWriter, audio_info, load_audio
+
+    info = audio_info(path)
+    rate, channels = info.sample_rate, info.channels
+    # many channels: shorter blocks, so that one block's samples stay bounded (2 channels x block)
+    block = max(10.0, block * 2 / max(2, channels))
+    step, pad = int(block * rate), int(context * rate)
+    gain, notes = 1.0, []
+    if bits != 32 and info.subtype in ("FLOAT", "DOUBLE"):  # float files may go beyond full scale
+        peak = _peak(path, rate, block)
+        if peak > 1.0:
+            gain = 1.0 / peak
+            notes.append(f"the mix peaks at {20 * math.log10(peak):+.1f} dBFS: both stems were lowered by "
+                         f"{20 * math.log10(peak):.1f} dB to fit {bits}-bit files (--bits 32 keeps the level)")
+    with AudioWriter(folder / "synth.wav", rate, channels, bits) as synth_out, \
+            AudioWriter(folder / "residual.wav", rate, channels, bits) as residual_out:
+        for start in range(0, max(info.frames, 1), step):
+            lo, hi = max(0, start - pad), min(info.frames, start + step + pad)
+            result = separate(load_audio(path, None, None, lo / rate, (hi - lo) / rate) * gain, net, rate, **kwargs)
+            keep = slice(start - lo, min(start + step, info.frames) - lo)
+            synth_out.write(result.synth[:, keep])
+            residual_out.write(result.residual[:, keep])
+    clipped = synth_out.clipped + residual_out.clipped
+    if clipped:
+        notes.append(f"{clipped} samples were clipped at full scale (--bits 32 keeps them)")
+    return "; ".join(notes)
 
 
 def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, output: str | Path, *,
                    bits: int = 24, block: float = 120.0, context: float = 5.0, **kwargs):
-    """Separate audio files (folders are walked); yields ``(input, output folder)`` per file.
+    """Separate audio files (folders are walked); yields a :class:`FileOutcome` per file.
 
     For each input ``X.ext`` writes ``output/X/synth.wav`` and ``output/X/residual.wav`` at the
-    input's rate and channel count. Files are processed ``block`` seconds at a time, each block
-    read with ``context`` extra seconds on both sides that are separated and then dropped, so a
-    multi-hour file needs the memory of one block, not of the whole file.
+    input's rate and channel count, then ``output/X/separation.json``. Files are processed
+    ``block`` seconds at a time, each block read with ``context`` extra seconds on both sides
+    that are separated and then dropped, so a multi-hour file needs the memory of one block.
+
+    A batch goes on past a file that cannot be separated (its outcome is ``"failed"``, with the
+    reason) and skips files already separated with the same model and settings, so a rerun
+    after an interruption resumes. Problems with the model or settings are raised before any
+    file is started; a file given twice is processed once.
     """
-    from .audio import AudioWriter, audio_info, load_audio
+    from .errors import SynthGenError
     from .models import load_model
 
-    jobs = audio_jobs(inputs, output)
+    jobs, repeated = audio_jobs(inputs, output)
     net = model if isinstance(model, nn.Module) else load_model(model)
     # refuse a model, option or segment that cannot separate before any file is started
     _check(net, None if net is model else model, kwargs.get("segment", 10.0),
            {k: v for k, v in kwargs.items() if k not in _SEPARATE_SETTINGS})
+    for path, folder in repeated:
+        yield FileOutcome(path, folder, "skipped", "given more than once; separated once")
     for folder, path in jobs.items():
-        info = audio_info(path)
-        rate, total = info.sample_rate, info.frames
-        step, pad = int(block * rate), int(context * rate)
-        with AudioWriter(folder / "synth.wav", rate, info.channels, bits) as synth_out, \
-                AudioWriter(folder / "residual.wav", rate, info.channels, bits) as residual_out:
-            for start in range(0, max(total, 1), step):
-                lo, hi = max(0, start - pad), min(total, start + step + pad)
-                mix = load_audio(path, None, None, lo / rate, (hi - lo) / rate)
-                result = separate(mix, net, rate, **kwargs)
-                keep = slice(start - lo, min(start + step, total) - lo)
-                synth_out.write(result.synth[:, keep])
-                residual_out.write(result.residual[:, keep])
-        yield path, folder
+        try:
+            record = _record(path, model, {"bits": bits, **kwargs})
+        except OSError:
+            record = None
+        if _finished(folder, record):
+            yield FileOutcome(path, folder, "skipped", "already separated with this model and these settings")
+            continue
+        try:
+            note = _separate_one(path, folder, net, bits, block, context, kwargs)
+        except SynthGenError as exc:
+            yield FileOutcome(path, folder, "failed", str(exc))
+            continue
+        if record is not None:
+            import json
+
+            from .fileio import write_text_atomic
+
+            write_text_atomic(folder / RECORD, json.dumps(record, indent=1))
+        yield FileOutcome(path, folder, "separated", note)

@@ -46,8 +46,8 @@ from .data.windows import Window
 from .errors import SynthGenError
 from .evaluate import si_sdr
 from .fileio import atomic_path
-from .models import (BUNDLED, CheckpointError, build_model, config_fields, load_checkpoint, load_weights, resolve,
-                     save_checkpoint)
+from .models import (BUNDLED, CheckpointError, build_model, check_model_settings, config_fields, load_checkpoint,
+                     load_weights, resolve, save_checkpoint)
 
 
 @dataclass
@@ -309,6 +309,9 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
+    check_model_settings(cfg.model, overrides, "--model-config")  # before any data is read
+    if cfg.model != "synthgen" and "sample_rate" in overrides:  # the data is read at the model's rate
+        cfg = dataclasses.replace(cfg, sample_rate=int(overrides["sample_rate"]))
     start = None if init is None else _init_name(init)  # how checkpoints name the model the run started from
     if cfg.model == "synthgen":
         train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, overrides)
@@ -345,11 +348,11 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
                                 "resume without changing it or use another output folder")
         start = saved_start  # kept in the checkpoints a resumed run writes
     if payload:
-        model = build_model(cfg.model, payload["config"]).to(dev)
+        model = build_model(cfg.model, payload["config"], where=last_path).to(dev)
     elif init is not None:
         model = _initial_model(init, cfg, overrides, model_config).to(dev)
     else:
-        model = build_model(cfg.model, model_config).to(dev)
+        model = build_model(cfg.model, model_config, where="--model-config").to(dev)
     if cfg.model == "synthgen":
         _check_codec(model, data)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -510,7 +513,7 @@ def _initial_model(init: str | Path, cfg: TrainConfig, overrides: dict, run_conf
                               "checkpoint's settings, or start from scratch")
     known = config_fields(cfg.model)  # a setting since removed from the family is dropped, not refused
     config = {**{k: v for k, v in payload["config"].items() if k in known}, **overrides}
-    return load_weights(build_model(cfg.model, config), payload, where,
+    return load_weights(build_model(cfg.model, config, where=f"--init {where} with --model-config"), payload, where,
                         "the model settings given (leave out those that change its size)")
 
 

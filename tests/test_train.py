@@ -272,3 +272,19 @@ def test_a_run_that_diverges_stops_in_one_line_and_keeps_no_broken_checkpoint(tm
         if (tmp_path / name).is_file():
             state = load_checkpoint(tmp_path / name)["model"]
             assert all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def test_a_sample_rate_in_the_model_settings_is_applied_to_the_data_too(tmp_path, source, monkeypatch):
+    import synthgen_lib.train as module
+
+    rates = []
+    original = module.SegmentDataset.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        rates.append(self.cfg.sample_rate)
+    monkeypatch.setattr(module.SegmentDataset, "__init__", spy)
+    train(source, tmp_path, _cfg("lstm", epochs=1), {**TINY_MODELS["lstm"], "sample_rate": 8000}, progress=False,
+          stop_after_steps=1)  # the run's own rate is 16000
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["sample_rate"] == 8000
+    assert rates and set(rates) == {8000}  # the windows were read at the model's rate

@@ -111,26 +111,46 @@ def config_fields(family: str) -> set[str]:
     return {f.name for f in dataclasses.fields(_family(family)[1])}
 
 
-def build_model(family: str, config: dict | Any | None = None, strict: bool = True) -> nn.Module:
-    """A new model of ``family`` (``lstm``, ``encoder``, ``synthmatch`` or ``synthgen``) from a config object or dict.
+def check_model_settings(family: str, settings: Any, where: str | Path | None = None) -> None:
+    """Refuse in one line settings of ``family`` with a wrong type or out of range (the size of
+    the model is checked when it is built, by :func:`build_model`)."""
+    from .settings import check_settings
 
-    ``strict=False`` ignores settings the config does not know (a checkpoint written by a
-    version that had a setting since removed still loads); user-given settings are strict.
-    """
     if family not in NAMES:
         raise CheckpointError(f"unknown model family {family!r}: choose one of {', '.join(NAMES)}")
+    check_settings(_family(family)[1], settings, None, where)
+
+
+def build_model(family: str, config: dict | Any | None = None, strict: bool = True,
+                where: str | Path | None = None) -> nn.Module:
+    """A new model of ``family`` (``lstm``, ``encoder``, ``synthmatch`` or ``synthgen``) from a config object or dict.
+
+    Every setting's type and range, and the size of the weights, are checked before anything is
+    allocated (:func:`~synthgen_lib.models.settings.check_settings`).
+
+    Args:
+        strict: ``False`` ignores settings the config does not know (a checkpoint written by a
+            version that had a setting since removed still loads); user-given settings are strict.
+        where: the file or flag the settings came from, named in error messages.
+    """
+    from .settings import check_settings
+
+    prefix = f"{where}: " if where is not None else ""
+    if family not in NAMES:
+        raise CheckpointError(f"{prefix}unknown model family {family!r}: choose one of {', '.join(NAMES)}")
     cls, config_cls = _family(family)
-    if isinstance(config, dict):
-        known = config_fields(family)
-        unknown = sorted(set(config) - known)
-        if unknown and strict:
-            raise CheckpointError(f"unknown {family} setting(s) {', '.join(unknown)}: the settings are "
-                                  f"{', '.join(sorted(known))}")
-        config = config_cls(**{k: v for k, v in config.items() if k in known})
+    if config is None or isinstance(config, config_cls):
+        config = dataclasses.asdict(config or config_cls())
+    check_settings(config_cls, config, None if family == "synthgen" else cls, where)  # synthgen may need the hub
+    known = config_fields(family)
+    unknown = sorted(set(config) - known)
+    if unknown and strict:
+        raise CheckpointError(f"{prefix}unknown {family} setting(s) {', '.join(unknown)}: the settings are "
+                              f"{', '.join(sorted(known))}")
     try:
-        return cls(config)
+        return cls(config_cls(**{k: v for k, v in config.items() if k in known}))
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"invalid {family} settings ({exc})") from None
+        raise CheckpointError(f"{prefix}invalid {family} settings ({exc})") from None
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None,
@@ -207,7 +227,17 @@ def load_checkpoint(name_or_path: str | Path) -> dict:
                               "truncated or corrupt; download or copy it again") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a SynthGen checkpoint (no '{FORMAT}' header)")
-    payload["config"] = {**ADDED_SETTINGS.get(payload.get("family"), {}), **(payload.get("config") or {})}
+    family, config, weights = payload.get("family"), payload.get("config"), payload.get("model")
+    if family not in NAMES:
+        raise CheckpointError(f"{path}: names an unknown model family {family!r} (known: {', '.join(NAMES)}) — "
+                              "the file was edited or written by another program")
+    if config is not None and not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its model settings are a {type(config).__name__}, not a table of "
+                              "name: value — the file was edited or written by another program")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: holds no model weights ('model' is {type(weights).__name__}) — "
+                              "the file was edited or written by another program")
+    payload["config"] = {**ADDED_SETTINGS.get(family, {}), **(config or {})}
     return payload
 
 
@@ -223,7 +253,7 @@ def load_model(name_or_path: str | Path, family: str | None = None,
     if family is not None and got != family:
         raise CheckpointError(f"{resolve(name_or_path)}: this is a '{got}' checkpoint, not '{family}' — "
                               "pick the matching --model")
-    model = build_model(got, payload.get("config") or {}, strict=False)
+    model = build_model(got, payload.get("config") or {}, strict=False, where=resolve(name_or_path))
     return load_weights(model, payload, resolve(name_or_path), "its config").to(device).eval()
 
 
@@ -231,6 +261,11 @@ def load_weights(model: nn.Module, payload: dict, where: str | Path, settings: s
     """Put a checkpoint's weights (float16 ones as float32) into ``model``; weights that do not
     fit raise a one-line :class:`CheckpointError` naming ``where`` and ``settings``."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(f"{where}: holds NaN or infinite weights ({broken[0]}"
+                              f"{f' and {len(broken) - 1} more' if len(broken) > 1 else ''}) — the training that "
+                              "wrote it diverged; use an earlier checkpoint")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # torch's first line is a header; the next one names the key and shapes
@@ -266,6 +301,6 @@ def list_models() -> list[tuple[str, str, str, bool]]:
 
 
 __all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
-           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "TASKS", "build_model", "config_fields", "export_model",
+           "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "TASKS", "build_model", "check_model_settings", "config_fields", "export_model",
            "family_title", "list_models", "load_checkpoint", "load_model", "load_weights", "model_options", "require_task",
            "resolve", "save_checkpoint"]

@@ -45,6 +45,7 @@ negative SNR as the loss 1.26 / 1.70 (835); MSE scaled by the target's energy 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -78,6 +79,9 @@ class SynthEncoderConfig:
     stride: int = 4
     lstm_layers: int = 2
     loss: str = "l1"
+
+    RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "channels": (1, 2048), "growth": (1.0, 8.0),
+                              "depth": (1, 10), "kernel_size": (2, 64), "stride": (1, 32), "lstm_layers": (1, 8)}
 
 
 LOSSES = ("l1", "l1+stft")

@@ -28,6 +28,7 @@ by about 1.5 dB median SI-SDR and MSE on magnitudes (Open-Unmix's) by about 0.3 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -55,6 +56,10 @@ class SynthLSTMConfig:
     num_layers: int = 3
     dropout: float = 0.2
 
+    RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
+                              "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
+                              "dropout": (0.0, 0.99)}
+
 
 class SynthLSTM(nn.Module):
     """Mask-based synth separator over the mix's log-mel spectrogram.
@@ -71,10 +76,14 @@ class SynthLSTM(nn.Module):
         super().__init__()
         self.config = c = config or SynthLSTMConfig()
         n_freq = c.n_fft // 2 + 1
+        if c.hop_length > c.n_fft or c.n_mels > n_freq:
+            raise ValueError(f"need hop_length <= n_fft and n_mels <= n_fft // 2 + 1, got hop_length={c.hop_length}, "
+                             f"n_fft={c.n_fft}, n_mels={c.n_mels}")
         import torchaudio.functional as taf
 
-        fbank = taf.melscale_fbanks(n_freq, 0.0, c.sample_rate / 2, c.n_mels, c.sample_rate,
-                                    norm="slaney", mel_scale="slaney")
+        with torch.device("cpu"):  # a fixed filterbank: computed here also when built on the meta device
+            fbank = taf.melscale_fbanks(n_freq, 0.0, c.sample_rate / 2, c.n_mels, c.sample_rate,
+                                        norm="slaney", mel_scale="slaney")
         self.register_buffer("mel_fbank", fbank, persistent=False)
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.input_mean = nn.Parameter(torch.zeros(c.n_mels))

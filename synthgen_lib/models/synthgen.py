@@ -57,6 +57,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -132,6 +133,11 @@ class SynthGenConfig:
     gradient_checkpointing: bool = False
     default_description: str = "synth"
     seed: int = 0
+
+    RANGES: ClassVar[dict] = {"dim": (8, 8192), "num_heads": (1, 128), "num_layers": (1, 128), "n_q": (1, 32),
+                              "card": (2, 65536), "sample_rate": (8000, 192_000), "window": (1.0, 120.0),
+                              "text_dropout": (0.0, 1.0), "mix_dropout": (0.0, 1.0), "cfg_dropout": (0.0, 1.0),
+                              "lora_rank": (0, 4096), "lora_alpha": (0.0, 1e6)}
 
     def __post_init__(self) -> None:
         if self.mix_fuse not in FUSE_CHOICES:
@@ -376,16 +382,44 @@ def _safe_extra(path: Path) -> dict:
         raise CheckpointError(f"{path}: refused — not a plain-tensor file ({str(exc).splitlines()[0][:120]})") from None
 
 
+_NETWORK_ERRORS = {"ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout", "LocalEntryNotFoundError",
+                   "OfflineModeIsEnabled", "HfHubHTTPError", "ProxyError", "SSLError"}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True for the errors the hub's client raises when it cannot download (no network, hub
+    down, offline mode), whatever library wraps them."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & _NETWORK_ERRORS) or "huggingface.co" in str(exc) or "Hub" in str(exc)[:200]
+
+
 def _hub_files(name: str) -> Path:
     """Download a pretrained MusicGen's two files from the Hugging Face hub (as audiocraft
     does) into the hub cache; returns the folder holding them."""
+    import logging
+
     import audiocraft
     from huggingface_hub import hf_hub_download
 
-    for filename in ("state_dict.bin", "compression_state_dict.bin"):
-        path = hf_hub_download(repo_id=name, filename=filename, library_name="audiocraft",
-                               library_version=audiocraft.__version__)
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # no "Retrying in 8s" lines: one message if it fails
+    try:
+        for filename in ("state_dict.bin", "compression_state_dict.bin"):
+            path = hf_hub_download(repo_id=name, filename=filename, library_name="audiocraft",
+                                   library_version=audiocraft.__version__)
+    except Exception as exc:
+        if _unreachable(exc):
+            raise _offline(name) from None
+        raise
+    finally:
+        hub_log.setLevel(level)
     return Path(path).parent
+
+
+def _offline(name: str) -> SynthGenError:
+    return SynthGenError(f"{name}: cannot reach the model hub to download it (no network?) — connect to the "
+                         "internet (Colab is), or work offline with an export folder or the 'tiny' base")
 
 
 def _load_base(base: str, device: str) -> tuple[nn.Module, nn.Module, dict | None, dict | None]:
@@ -408,12 +442,17 @@ def _load_base(base: str, device: str) -> tuple[nn.Module, nn.Module, dict | Non
     chroma = lm_cfg.get("conditioners", {}).get(CHROMA, {}).get("chroma_stem", {})
     if "cache_path" in chroma:
         del chroma["cache_path"]
-    lm = builders.get_lm_model(lm_cfg)
-    lm.load_state_dict(lm_pkg["best_state"])
-    codec_pkg = _safe_package(folder / "compression_state_dict.bin", codec=True)
-    if "pretrained" in codec_pkg:  # a reference to the hub's EnCodec, as MusicGen ships it
-        codec = CompressionModel.get_pretrained(codec_pkg["pretrained"], device=device)
-        return lm, codec.eval(), OmegaConf.to_container(lm_cfg), {"pretrained": codec_pkg["pretrained"]}
+    try:  # the text encoder (T5) and a pretrained EnCodec come from the hub too
+        lm = builders.get_lm_model(lm_cfg)
+        lm.load_state_dict(lm_pkg["best_state"])
+        codec_pkg = _safe_package(folder / "compression_state_dict.bin", codec=True)
+        if "pretrained" in codec_pkg:  # a reference to the hub's EnCodec, as MusicGen ships it
+            codec = CompressionModel.get_pretrained(codec_pkg["pretrained"], device=device)
+            return lm, codec.eval(), OmegaConf.to_container(lm_cfg), {"pretrained": codec_pkg["pretrained"]}
+    except (OSError, ConnectionError) as exc:
+        if _unreachable(exc):
+            raise _offline(base) from None
+        raise
     codec_cfg = OmegaConf.create(codec_pkg["xp.cfg"])
     codec_cfg.device = device
     codec = builders.get_compression_model(codec_cfg)
@@ -451,6 +490,12 @@ class SynthGen(nn.Module):
         self.lm.fuser = MixFuser(self.lm.fuser)
         self._add_conditioners(device)
         extra = Path(c.base) / "synthgen.pt"
+        if c.base != "tiny" and Path(c.base).is_dir() and not extra.is_file():
+            from . import CheckpointError
+
+            raise CheckpointError(f"{extra}: missing — without it the mix conditioners would be untrained; a "
+                                  "SynthGen export folder holds state_dict.bin, compression_state_dict.bin and "
+                                  "synthgen.pt: copy the whole folder")
         if c.base != "tiny" and extra.is_file():  # an export: our conditioners' weights
             for name, state in _safe_extra(extra)["conditioners"].items():
                 if name in self.conditioners:

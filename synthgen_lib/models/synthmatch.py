@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torchaudio.functional as taf
@@ -83,6 +84,11 @@ class SynthMatchConfig:
     retrieval: str = "nearest"
     seed: int = 0
 
+    RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
+                              "n_mels": (8, 1024), "n_mfcc": (1, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
+                              "num_heads": (1, 64), "dropout": (0.0, 0.99), "segment_frames": (2, 4096),
+                              "database_size": (1, 1_000_000), "database_examples": (1, 100_000)}
+
 
 def chroma_filterbank(n_fft: int, sample_rate: int, high: float = 5000.0) -> torch.Tensor:
     """``(n_fft // 2 + 1, 12)`` weights from STFT bins to pitch classes (C = 0): a Gaussian of
@@ -116,11 +122,16 @@ class SynthMatch(nn.Module):
         if c.segment_frames < 2 or c.segment_frames % 2:
             raise ValueError(f"segment_frames must be even and at least 2, got {c.segment_frames}")
         n_freq = c.n_fft // 2 + 1
+        if c.hop_length > c.n_fft or c.n_mels > n_freq or c.n_mfcc > c.n_mels:
+            raise ValueError(f"need hop_length <= n_fft, n_mels <= n_fft // 2 + 1 and n_mfcc <= n_mels, got "
+                             f"hop_length={c.hop_length}, n_fft={c.n_fft}, n_mels={c.n_mels}, n_mfcc={c.n_mfcc}")
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
-        self.register_buffer("mel_fbank", taf.melscale_fbanks(n_freq, 0.0, c.sample_rate / 2, c.n_mels, c.sample_rate,
-                                                              norm="slaney", mel_scale="slaney"), persistent=False)
-        self.register_buffer("dct", taf.create_dct(c.n_mfcc, c.n_mels, "ortho"), persistent=False)
-        self.register_buffer("chroma_fbank", chroma_filterbank(c.n_fft, c.sample_rate), persistent=False)
+        with torch.device("cpu"):  # fixed filterbanks: computed here also when built on the meta device
+            self.register_buffer("mel_fbank", taf.melscale_fbanks(n_freq, 0.0, c.sample_rate / 2, c.n_mels,
+                                                                  c.sample_rate, norm="slaney", mel_scale="slaney"),
+                                 persistent=False)
+            self.register_buffer("dct", taf.create_dct(c.n_mfcc, c.n_mels, "ortho"), persistent=False)
+            self.register_buffer("chroma_fbank", chroma_filterbank(c.n_fft, c.sample_rate), persistent=False)
         self.register_buffer("freqs", torch.linspace(0, 1, n_freq), persistent=False)  # fraction of Nyquist
         self.dim = d = 2 * c.n_mfcc + 3 + 12
         self.rms_index = 2 * c.n_mfcc + 2
