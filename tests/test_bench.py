@@ -93,3 +93,13 @@ def test_synthmatch_benchmark_quick_mode_scores_matching_against_random_segments
     # the database queried with the true descriptors is the ceiling: closer than random segments
     assert lmd["database, true descriptors"] < lmd["random segments"]
     assert lmd["oracle mask"] < lmd["mix"]
+
+
+def test_the_memory_estimate_counts_musicgen_small_as_published():
+    """The memory table is an estimate from parameter counts; the counts are checked against
+    an independent figure: the Hugging Face hub lists facebook/musicgen-small (LM, T5 encoder
+    and EnCodec together) at 591M parameters."""
+    from bench.synthgen import SIZES, frozen_params, lm_on_meta
+
+    lm = sum(p.numel() for p in lm_on_meta(SIZES["musicgen-small"]).parameters())
+    assert abs(lm + frozen_params() - 591e6) < 0.03 * 591e6

@@ -47,10 +47,11 @@ def test_separate_writes_synth_and_residual_per_input(tmp_path, capsys):
     write(tmp_path / "in" / "song.wav", tone(1.3, 44100, 2), 44100)
     write(tmp_path / "in" / "sub" / "other.flac", tone(0.7, 22050, 1), 22050)
     write(tmp_path / "single.wav", tone(0.5, 16000, 1), 16000)
+    (tmp_path / "in" / "._song.wav").write_bytes(b"macOS resource fork, not audio")  # must be skipped
     out = tmp_path / "out"
     assert main(["separate", str(tmp_path / "in"), str(tmp_path / "single.wav"), "--model", str(ckpt),
                  "--output", str(out)]) == 0
-    (tmp_path / "in" / "._song.wav").write_bytes(b"macOS resource fork, not audio")  # skipped
+    assert sorted(p.name for p in out.iterdir()) == ["single", "song", "sub"]  # nothing for ._song.wav
     for name, rate, channels, frames in (("song", 44100, 2, 57330), ("sub/other", 22050, 1, 15435),
                                          ("single", 16000, 1, 8000)):
         for stem in ("synth", "residual"):

@@ -100,3 +100,27 @@ def test_a_primer_is_continued_and_kept_unchanged(model, monkeypatch):
     assert torch.equal(out.synth[:, : primer.shape[-1]], primer)  # starts with the primer, unchanged
     assert prompts[0] == int(np.ceil(1.5 * model.frame_rate))  # the first window continues the primer's tokens
     assert out.synth[:, primer.shape[-1]:].abs().max() > 0  # and goes on
+
+
+def test_what_is_generated_follows_the_mix_tokens(monkeypatch):
+    """Another mix, the same seed: another stem (chroma off, so only the mix tokens carry the
+    mix); and the tokens each window is conditioned on are the mix's own."""
+    net = SynthGen(SynthGenConfig(**{**TINY_SYNTHGEN, "use_chroma": False})).eval()
+    mix = _mix(6.0, 16000, 1)
+    other = 0.1 * torch.randn(1, 6 * 16000, generator=torch.Generator().manual_seed(9))
+    a = generate(mix, "pad", net, 16000, window=4.0, seed=3, top_k=20)
+    b = generate(other, "pad", net, 16000, window=4.0, seed=3, top_k=20)
+    assert not torch.equal(a.synth, b.synth)
+    seen = []
+    original = net.generate_codes
+
+    def spy(mix_codes, *args, **kwargs):
+        seen.append(mix_codes.clone())
+        return original(mix_codes, *args, **kwargs)
+    monkeypatch.setattr(net, "generate_codes", spy)
+    generate(mix, "pad", net, 16000, window=4.0, seed=3, top_k=20)
+    frames = seen[0].shape[-1]
+    hop = round(net.sample_rate / net.frame_rate)
+    with torch.no_grad():
+        own = net.encode_audio(mix[None, :, : frames * hop])
+    assert torch.equal(seen[0], own[..., :frames]) and seen[0].any()

@@ -100,8 +100,6 @@ def test_long_files_are_separated_in_bounded_blocks(tmp_path, monkeypatch):
 
 
 def _files(tmp_path, names, rate=8000, seconds=1.5, amp=0.3):
-    import numpy as np
-
     from .conftest import tone, write
 
     return [write(tmp_path / "in" / f"{n}.wav", tone(seconds, rate, 2, amp=amp), rate) for n in names]
@@ -151,7 +149,6 @@ def test_temp_files_of_a_killed_run_are_removed_and_a_failed_rewrite_keeps_the_o
 
     import soundfile as sf
 
-    from synthgen_lib.errors import AudioError
     from synthgen_lib.separate import separate_files
 
     [a] = _files(tmp_path, ["a"])

@@ -60,14 +60,28 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(tmp_path, so
     assert load_checkpoint(tmp_path / "last.pt")["train"]["epoch"] == 4
 
 
-def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path, source):
+def _counting_steps(monkeypatch) -> list[int]:
+    """Count the optimizer steps taken from now on."""
+    taken = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        taken.append(1)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return taken
+
+
+def test_resume_reaches_the_same_state_as_an_uninterrupted_run(tmp_path, source, monkeypatch):
     cfg = _cfg("lstm", epochs=2)
     with_dropout = {**TINY_MODELS["lstm"], "num_layers": 2, "dropout": 0.3}  # dropout draws from the RNG
     full = train(source, tmp_path / "full", cfg, with_dropout, progress=False)
     part = train(source, tmp_path / "cut", cfg, with_dropout, progress=False, stop_after_steps=7)
     assert part.step == 7 and part.epoch == 1  # stopped in the middle of the second epoch
+    taken = _counting_steps(monkeypatch)
     resumed = train(source, tmp_path / "cut", cfg, with_dropout, progress=False)
     assert resumed.step == full.step == 10
+    assert len(taken) == 3  # only the steps that were left, not a restart that ends in the same place
     a, b = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
@@ -182,7 +196,13 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tmp_path):
         src = SyntheticSource(num_tracks=5, seed=3, track_duration=11.0, cache=8)
         cfg = TrainConfig(model="lstm", epochs=3, batch_size=2, segment=1.0, steps_per_epoch=6, sample_rate=16000,
                           valid_fraction=0.2, valid_segment=2.0, warmup_steps=1, save_every=1, log_every=1)
+        taken, step = [], torch.optim.AdamW.step
+        def counted(self, *args, **kwargs):
+            taken.append(1)
+            return step(self, *args, **kwargs)
+        torch.optim.AdamW.step = counted
         train(src, sys.argv[1], cfg, {TINY_MODELS['lstm']!r}, progress=False)
+        print("optimizer steps", len(taken))
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(script), str(run)], env=env)
@@ -202,6 +222,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(tmp_path):
     interrupted = load_checkpoint(run / "last.pt")["train"]
     done = subprocess.run([sys.executable, str(script), str(run)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert f"optimizer steps {18 - interrupted['step']}" in done.stdout  # resumed, not restarted
     subprocess.run([sys.executable, str(script), str(tmp_path / "clean")], env=env, check=True, timeout=600)
     last, clean = load_checkpoint(run / "last.pt"), load_checkpoint(tmp_path / "clean" / "last.pt")
     assert last["train"]["step"] == clean["train"]["step"] == 18
