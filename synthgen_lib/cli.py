@@ -162,6 +162,7 @@ def _run_train(args) -> int:
 
 def _add_encode(sub) -> None:
     from .data import SOURCES
+    from .models import PRETRAINED_MUSICGEN
 
     p = sub.add_parser("encode", help="encode a dataset's windows to EnCodec tokens for SynthGen (resumes)",
                        description="Cut the tracks into windows and write the EnCodec tokens of synth and mix "
@@ -170,8 +171,8 @@ def _add_encode(sub) -> None:
     p.add_argument("--source", choices=SOURCES, default="synthetic", help="data source (default: synthetic)")
     p.add_argument("--root", help="dataset folder (folder, musdb, slakh)")
     p.add_argument("--output", required=True, help="folder for the shards and manifest")
-    p.add_argument("--base", default="tiny", help="SynthGen base: tiny, facebook/musicgen-melody, "
-                   "facebook/musicgen-small or an export folder (default tiny)")
+    p.add_argument("--base", default="tiny", help=f"SynthGen base: tiny, {', '.join(PRETRAINED_MUSICGEN)} or an "
+                   "export folder (default tiny)")
     p.add_argument("--model-config", default="{}", help='JSON SynthGen settings, e.g. \'{"window": 10}\'')
     p.add_argument("--tracks", type=_positive(int), default=64, help="synthetic: number of tracks (default 64)")
     p.add_argument("--track-duration", type=_positive(float, MAX_TRACK_SECONDS), default=30.0,
@@ -212,11 +213,12 @@ def _run_encode(args) -> int:
 
 
 def _add_generate(sub) -> None:
+    from .models import DEFAULT_MUSICGEN
     p = sub.add_parser("generate", help="generate a synth stem for audio files with SynthGen",
                        description="For each input X.ext write OUTPUT/X/synth.wav (with --remix also "
                        "removed.wav and remixed.wav: the mix with its synth replaced). Folders are walked.")
     p.add_argument("inputs", nargs="+", help="audio files or folders (the mixes)")
-    p.add_argument("--model", default="facebook/musicgen-melody",
+    p.add_argument("--model", default=DEFAULT_MUSICGEN,
                    help="SynthGen checkpoint, export folder, 'tiny' or a pretrained MusicGen name")
     p.add_argument("--description", type=_text, default=None, help='what the synth should sound like, e.g. "warm pad"')
     p.add_argument("--output", required=True, help="output folder")
@@ -340,7 +342,7 @@ def _run_export(args) -> int:
 
     path = export_model(args.checkpoint, args.output, half=args.half)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-    print(f"wrote {path} ({size / 1e6:.1f} MB)")
+    print(f"wrote {path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"wrote {path} ({size / 1e3:.1f} kB)")
     return 0
 
 

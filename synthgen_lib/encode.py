@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import TrackSource, Window, make_windows, open_source
+from .device import default_device
 from .download import confined
 from .errors import DatasetError, SynthGenError
 from .fileio import atomic_path, write_text_atomic
@@ -106,7 +107,7 @@ def encode(source: TrackSource | str | Path = "synthetic", output_dir: str | Pat
     Raises:
         SynthGenError: ``output_dir`` holds an encode made with other settings or another codec.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     if not isinstance(source, TrackSource):
         source = open_source("synthetic", seed=seed) if str(source) == "synthetic" else open_source("folder", source)
     net = _resolve_model(model, dev)

@@ -104,6 +104,7 @@ class EvalReport:
     methods: dict[str, MethodScores]
     silent_windows: int = 0
     windows: list[tuple[str, float]] = field(default_factory=list)  # (track, start s) of each scored window
+    note: str = ""  # which tracks were scored, when not the split computed from the seed
 
     def format_worst(self, method: str, count: int) -> str:
         """The ``count`` windows where ``method`` scores lowest, with every method's SI-SDR there
@@ -138,6 +139,8 @@ class EvalReport:
                          f"{s['track_si_sdr_median']:>10.2f}{s['lmd_median']:>9.2f}{s['windows']:>9}")
         if self.silent_windows:
             lines.append(f"({self.silent_windows} windows with a silent synth reference were not scored)")
+        if self.note:
+            lines.append(f"({self.note})")
         return "\n".join(lines)
 
 
@@ -162,10 +165,21 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
 
     if not isinstance(models, dict):
         models = {str(models) if not isinstance(models, nn.Module) else models.family: models}
+    held_out = _recorded_validation(models) if split == "valid" else None
     models = {k: (m if isinstance(m, nn.Module) else load_model(m)) for k, m in models.items()}
     rate = next(iter(models.values())).config.sample_rate
     ws = make_windows(data.tracks(), window, hop, valid_fraction, seed)
-    names = sorted(n for n, s in ws.splits.items() if split == "all" or s == split)[:max_tracks]
+    names = sorted(n for n, s in ws.splits.items() if split == "all" or s == split)
+    note = ""
+    if held_out:
+        present = sorted(set(held_out) & set(ws.splits))
+        if present:
+            names = present
+            note = f"the {len(present)} validation tracks the checkpoint records, not a split from --seed"
+        else:
+            note = (f"none of the {len(held_out)} validation tracks the checkpoint records are in this dataset; "
+                    "scored the split from --seed and --valid-fraction")
+    names = names[:max_tracks]
     methods = {k: MethodScores() for k in models}
     if references:
         methods.update(mix=MethodScores(), oracle=MethodScores())
@@ -189,4 +203,23 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
         if audio.synth.pow(2).mean().sqrt() >= SILENT_RMS:
             for k, est in estimates.items():
                 methods[k].track_si_sdr[name] = float(si_sdr(est.flatten(), audio.synth.flatten()))
-    return EvalReport(methods=methods, silent_windows=silent, windows=scored)
+    return EvalReport(methods=methods, silent_windows=silent, windows=scored, note=note)
+
+
+def _recorded_validation(models: dict) -> list[str] | None:
+    """The validation tracks the checkpoints among ``models`` record (training held them out),
+    or ``None`` when none records any. Checkpoints validated on different tracks cannot share
+    one table: refused in one line."""
+    from .errors import SynthGenError
+    from .models import load_checkpoint
+
+    recorded = {}
+    for name, model in models.items():
+        if not isinstance(model, nn.Module):
+            tracks = load_checkpoint(model).get("train", {}).get("valid_tracks")
+            if tracks:
+                recorded[name] = sorted(tracks)
+    if len({tuple(t) for t in recorded.values()}) > 1:
+        raise SynthGenError(f"{', '.join(recorded)}: these checkpoints were validated on different tracks — evaluate "
+                            "them one at a time (or with --split all)")
+    return next(iter(recorded.values()), None)

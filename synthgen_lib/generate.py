@@ -17,7 +17,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import convert_channels, resample, save_stems
+from .device import default_device
 from .errors import SynthGenError
+from .models import DEFAULT_MUSICGEN
 
 
 @dataclass
@@ -56,7 +58,8 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
     or a pretrained MusicGen name (used as released: text, and for melody the Demucs-filtered
     chroma of the mix; no mix tokens, which only a fine-tuned model has learnt)."""
     from .models import load_model
-    from .models.synthgen import PRETRAINED, SynthGen, SynthGenConfig
+    from .models import PRETRAINED_MUSICGEN
+    from .models.synthgen import SynthGen, SynthGenConfig
 
     if isinstance(model, nn.Module):
         if getattr(model, "family", None) != "synthgen":
@@ -64,8 +67,8 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
                                 "model (use separate for those)")
         return model.to(device).eval()
     name = str(model)
-    if name in PRETRAINED:
-        melody = name.endswith("melody")
+    if name in PRETRAINED_MUSICGEN:
+        melody = PRETRAINED_MUSICGEN[name]["chroma"]
         return SynthGen(SynthGenConfig(base=name, mix_tokens=False, use_chroma=melody, demucs_chroma=melody),
                         device=str(device)).to(device).eval()
     if name == "tiny" or Path(name).is_dir():
@@ -74,7 +77,7 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
 
 
 @torch.no_grad()
-def generate(mix: torch.Tensor, description: str | None = None, model="facebook/musicgen-melody",
+def generate(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MUSICGEN,
              sample_rate: int | None = None, *, window: float | None = None, overlap: float = 2.0,
              use_sampling: bool = True, temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0,
              cfg_coef: float = 3.0, seed: int | None = 0, primer: torch.Tensor | None = None,
@@ -103,7 +106,7 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
     Returns:
         :class:`Generation` with ``synth`` shaped like ``mix``, at its rate.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     net = load_synthgen(model, dev)
     squeeze = mix.dim() == 1
     x = (mix[None] if squeeze else mix).float()
@@ -161,7 +164,7 @@ def generate(mix: torch.Tensor, description: str | None = None, model="facebook/
     return Generation(mix=mix.float(), synth=synth, sample_rate=sample_rate, description=description)
 
 
-def remix(mix: torch.Tensor, description: str | None = None, model="facebook/musicgen-melody",
+def remix(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MUSICGEN,
           sample_rate: int | None = None, *, separator="synthlstm-demo", **generate_kwargs) -> Remix:
     """Replace the synth in ``mix``: remove it with a separation model, add a generated one.
 
@@ -178,7 +181,7 @@ def remix(mix: torch.Tensor, description: str | None = None, model="facebook/mus
 
     remover = separator if isinstance(separator, nn.Module) else load_model(separator)
     require_task(remover, ("separator",), "remove the old synth for a remix", None if remover is separator else separator)
-    net = load_synthgen(model, generate_kwargs.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net = load_synthgen(model, default_device(generate_kwargs.get("device")))
     rate = sample_rate or net.sample_rate
     removed = separate(mix, remover, rate)
     new = generate(mix, description, net, rate, **generate_kwargs)
@@ -203,7 +206,7 @@ def generate_files(inputs: list[str | Path], model, output: str | Path, descript
         from .models import load_model, require_task
 
         separator = require_task(load_model(separator), ("separator",), "remove the old synth for a remix", separator)
-    dev = generate_kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = default_device(generate_kwargs.pop("device", None))
     net = load_synthgen(model, dev)
     for folder, path in jobs.items():
         mix = load_audio(path, None)

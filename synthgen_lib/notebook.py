@@ -105,13 +105,13 @@ class GeneratePanel:
                  references: dict[str, str | Path] | None = None, model: str | None = None):
         import ipywidgets as w
 
-        from .models import list_models
+        from .models import PRETRAINED_MUSICGEN, list_models
 
         self.project = Path(project)
         self.references = {k: Path(v) for k, v in (references or {}).items()}
         models = [name for name, _, _, present in list_models() if present]
         models += sorted(str(p) for p in (self.project / "runs").glob("*/best.pt"))
-        models += ["facebook/musicgen-melody", "facebook/musicgen-small"]
+        models += list(PRETRAINED_MUSICGEN)
         self.source = w.Dropdown(options=list(inputs.items()), description="input")
         self.path = w.Text(placeholder="or a path to an audio file", description="path")
         self.upload = w.FileUpload(accept="audio/*", multiple=False, description="upload")
@@ -178,33 +178,31 @@ class GeneratePanel:
             self.description.value = change["new"]
 
     def _run(self, model: str, mix):
-        """Separate (separation models) or generate / remix (SynthGen): ``(result, stems)``."""
-        from .models import BUNDLED, PRETRAINED_MUSICGEN, load_checkpoint
+        """Run the chosen model as its family's task says: a separator gives synth and residual,
+        a matcher its rebuilt synth, a generator a new synth (or a remix): ``(result, stems)``."""
+        from .generate import generate, load_synthgen, remix
+        from .models import PRETRAINED_MUSICGEN, load_model
         from .separate import separate
 
-        if model in BUNDLED:
-            family = BUNDLED[model][0]
-        elif model in PRETRAINED_MUSICGEN or Path(model).is_dir():
-            family = "synthgen"
-        else:
-            family = load_checkpoint(model).get("family")
-        if family == "synthmatch":  # a synth rebuilt from database segments: no residual to hear
-            result = separate(mix, model, SAMPLE_RATE)
+        hub_or_folder = model in PRETRAINED_MUSICGEN or model == "tiny" or Path(model).is_dir()
+        net = load_synthgen(model) if hub_or_folder else load_model(model)
+        task = getattr(net, "task", "separator")
+        if task == "generator":
+            knobs = dict(temperature=self.temperature.value, top_k=self.top_k.value, top_p=self.top_p.value,
+                         cfg_coef=self.cfg_coef.value, seed=self.seed.value)
+            text = self.description.value.strip() or None
+            if self.remix.value:
+                result = remix(mix, text, net, SAMPLE_RATE, **knobs)
+                return result, {"mix": mix, "removed": result.removed, "synth": result.synth,
+                                "remixed": result.remixed}
+            result = generate(mix, text, net, SAMPLE_RATE, **knobs)
             return result, {"mix": mix, "synth": result.synth}
-        if family != "synthgen":
-            kwargs = {"wiener": True} if self.wiener.value and family == "lstm" else {}
-            result = separate(mix, model, SAMPLE_RATE, **kwargs)
-            return result, {"mix": mix, "synth": result.synth, "residual": result.residual}
-        from .generate import generate, remix
-
-        knobs = dict(temperature=self.temperature.value, top_k=self.top_k.value, top_p=self.top_p.value,
-                     cfg_coef=self.cfg_coef.value, seed=self.seed.value)
-        text = self.description.value.strip() or None
-        if self.remix.value:
-            result = remix(mix, text, model, SAMPLE_RATE, **knobs)
-            return result, {"mix": mix, "removed": result.removed, "synth": result.synth, "remixed": result.remixed}
-        result = generate(mix, text, model, SAMPLE_RATE, **knobs)
-        return result, {"mix": mix, "synth": result.synth}
+        boxes = {"wiener": self.wiener.value}  # each family takes the boxes it has options for
+        result = separate(mix, net, SAMPLE_RATE, **{k: v for k, v in boxes.items() if k in net.options})
+        stems = {"mix": mix, "synth": result.synth}
+        if task == "separator":  # a matcher's synth is rebuilt from its database: no residual to hear
+            stems["residual"] = result.residual
+        return result, stems
 
     def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
         # Set the panel's outputs from the kernel (rather than capturing with `with output:`):

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import resample
+from .device import default_device
 
 # Shorter segments than this leave a spectrogram model too few frames to read; longer ones
 # only cost memory (long files are streamed in blocks anyway).
@@ -121,7 +122,7 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
     where = None if isinstance(model, nn.Module) else model
     model = model if isinstance(model, nn.Module) else load_model(model)
     model_kwargs = _check(model, where, segment, model_kwargs)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     model = model.to(dev).eval()
     squeeze = mix.dim() == 1
     x = mix[None] if squeeze else mix

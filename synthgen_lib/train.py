@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE
 from .data import TrackSource, WindowSet, make_windows, open_source
 from .data.windows import Window
+from .device import default_device
 from .errors import SynthGenError
 from .evaluate import si_sdr
 from .fileio import atomic_path
@@ -305,7 +306,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     cfg = config or TrainConfig()
     out = Path(output_dir)
     rank, world = _dist()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config

@@ -55,3 +55,23 @@ def test_oracle_mask_beats_the_mix_and_reports_both():
     oracle_column = [float(line.split()[4]) for line in worst[2:]]  # track, start, copy, mix, oracle
     assert oracle_column == sorted(oracle_column)
     assert oracle_column[0] == pytest.approx(min(report.methods["oracle"].window_si_sdr), abs=0.01)
+
+
+def test_a_checkpoint_is_scored_on_the_tracks_its_training_held_out(tmp_path):
+    """Another --seed or --valid-fraction at evaluation must not score tracks the model trained on."""
+    from synthgen_lib.errors import SynthGenError
+    from synthgen_lib.models import load_checkpoint
+    from synthgen_lib.train import TrainConfig, train
+
+    src = SyntheticSource(num_tracks=6, seed=3, track_duration=11.0)
+    cfg = TrainConfig(model="lstm", epochs=1, batch_size=2, segment=1.0, steps_per_epoch=1, sample_rate=16000,
+                      valid_fraction=0.34, valid_segment=2.0, seed=5)
+    tiny = {"n_fft": 256, "hop_length": 64, "n_mels": 16, "hidden_size": 8, "num_layers": 1}
+    train(src, tmp_path / "a", cfg, tiny, progress=False)
+    held = sorted(load_checkpoint(tmp_path / "a" / "last.pt")["train"]["valid_tracks"])
+    report = evaluate({"a": tmp_path / "a" / "last.pt"}, src, seed=0, valid_fraction=0.5, window=10.0, hop=5.0)
+    assert sorted({track for track, _ in report.windows}) == held
+    assert "validation tracks the checkpoint records" in report.format()
+    train(src, tmp_path / "b", TrainConfig(**{**cfg.__dict__, "seed": 6}), tiny, progress=False)  # other tracks
+    with pytest.raises(SynthGenError, match="validated on different tracks"):
+        evaluate({"a": tmp_path / "a" / "last.pt", "b": tmp_path / "b" / "last.pt"}, src)

@@ -28,7 +28,11 @@ FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "encoder": (SynthEncoder, SynthEncoderConfig),
     "synthmatch": (SynthMatch, SynthMatchConfig),
 }
-PRETRAINED_MUSICGEN = ("facebook/musicgen-melody", "facebook/musicgen-small")  # SynthGen bases on the hub
+PRETRAINED_MUSICGEN = {  # SynthGen bases on the hub, and whether each reads the mix's chroma (melody conditioning)
+    "facebook/musicgen-melody": {"chroma": True},
+    "facebook/musicgen-small": {"chroma": False},
+}
+DEFAULT_MUSICGEN = "facebook/musicgen-melody"  # what generate uses when no model is named
 NAMES = (*FAMILIES, "synthgen")  # synthgen imports audiocraft (slow): loaded on first use
 
 
@@ -300,7 +304,7 @@ def list_models() -> list[tuple[str, str, str, bool]]:
     return [(name, fam, text, (ASSETS / rel).is_file()) for name, (fam, rel, text) in BUNDLED.items()]
 
 
-__all__ = ["BUNDLED", "CheckpointError", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
+__all__ = ["BUNDLED", "CheckpointError", "DEFAULT_MUSICGEN", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
            "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "TASKS", "build_model", "check_model_settings", "config_fields", "export_model",
            "family_title", "list_models", "load_checkpoint", "load_model", "load_weights", "model_options", "require_task",
            "resolve", "save_checkpoint"]

@@ -75,8 +75,6 @@ from omegaconf import OmegaConf
 
 from ..errors import SynthGenError
 from . import PRETRAINED_MUSICGEN
-
-PRETRAINED = PRETRAINED_MUSICGEN
 MIX, CHROMA, TEXT = "mix", "self_wav", "description"
 FUSE_CHOICES = ("auto", "sum+cross", "cross", "sum", "prepend")
 
@@ -432,8 +430,8 @@ def _load_base(base: str, device: str) -> tuple[nn.Module, nn.Module, dict | Non
     """
     folder = Path(base)
     if not folder.is_dir():
-        if base not in PRETRAINED:
-            raise SynthGenError(f"unknown SynthGen base {base!r}: use 'tiny', {', '.join(PRETRAINED)} or an "
+        if base not in PRETRAINED_MUSICGEN:
+            raise SynthGenError(f"unknown SynthGen base {base!r}: use 'tiny', {', '.join(PRETRAINED_MUSICGEN)} or an "
                                 "export folder")
         folder = _hub_files(base)
     lm_pkg = _safe_package(folder / "state_dict.bin")
