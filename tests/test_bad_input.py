@@ -279,6 +279,15 @@ CASES = [
      lambda t: ["train", "--model", "synthgen", "--data", str(_tokens(t, shard={
          "synth": torch.zeros(2, 4, 8), "mix": torch.zeros(2, 4, 8), "chroma": torch.zeros(2, 0, 12),
          "description": ["a", "b"], "start": torch.zeros(2), "split": ["train", "valid"]})), "--output", str(t / "r")]),
+    ("float mix above full scale, 24-bit stems", "both stems lowered to fit, stated", "both stems were lowered by 12.0 dB",
+     lambda t: _separate(t, write(t / "loud.wav", tone(1.0, 16000, 2, amp=4.0), 16000, "FLOAT"))),
+    ("the same file given twice", "separated once, stated", "given more than once; separated once",
+     lambda t: (lambda args: args[:2] + args[1:])(_separate(t, _wav(t / "x.wav")))),
+    ("a sample rate that shares little with 32 kHz (22254 Hz)", "separated with a bounded resampler", "x.wav -> ",
+     lambda t: _separate(t, _wav(t / "x.wav", rate=22254))),
+    ("a batch with one bad file", "the others written, failures listed, exit 2", "1 of 3 files failed",
+     lambda t: _separate(t, _wav(t / "a.wav"))[:2] + [str(_put(t / "b.wav", b"")), str(_wav(t / "c.wav"))]
+     + _separate(t, _wav(t / "a.wav"))[2:]),
     ("a pretrained MusicGen name with no network", "refused", "cannot reach the model hub to download it (no network?)",
      lambda t, mp: (_no_network(mp), ["generate", str(_wav(t / "x.wav")), "--model", "facebook/musicgen-small",
                                        "--output", str(t / "g")])[-1]),
@@ -291,7 +300,10 @@ def test_bad_input_gets_one_clear_line(tmp_path, capsys, monkeypatch, case):
     args = build(tmp_path, monkeypatch) if build.__code__.co_argcount == 2 else build(tmp_path)
     code = main(args)
     captured = capsys.readouterr()
-    if outcome == "refused" or outcome.startswith("refused"):
+    if outcome.startswith("the others written"):  # a batch: every failure on its line, then the count
+        assert code == 2 and "Traceback" not in captured.err and expected in captured.err.strip().splitlines()[-1]
+        assert captured.out.count(" -> ") == 2
+    elif outcome == "refused" or outcome.startswith("refused"):
         assert code == 2
         lines = [line for line in captured.err.strip().splitlines() if line.strip() and "%|" not in line]  # no bars
         assert len(lines) == 1 and lines[0].startswith("synthgen: error: ") and "Traceback" not in captured.err
