@@ -329,13 +329,32 @@ def _tiny_codec_cfg(c: SynthGenConfig) -> dict:
     }
 
 
-def _init_tiny_codebooks(codec: nn.Module, c: SynthGenConfig) -> None:
-    """k-means initialisation of the random codec's codebooks on seeded synthetic tracks, so
-    its tokens spread over the codebook and carry information about the audio."""
-    from ..data.synthetic import SyntheticSource
+def _calibration_audio(rate: int, seed: int, clips: int = 4, seconds: float = 4.0) -> torch.Tensor:
+    """``(clips, 1, samples)`` of music-like audio made here (the model package reads no
+    dataset): each clip a sequence of harmonic notes with decaying envelopes, over noise bursts
+    like drum hits, at seeded pitches, lengths and levels."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * rate)
+    t = torch.arange(n) / rate
+    out = torch.zeros(clips, 1, n)
+    for k in range(clips):
+        start = 0
+        while start < n:
+            length = int(rate * (0.1 + 0.4 * torch.rand(1, generator=g).item()))
+            f0 = 55.0 * 2 ** (torch.randint(0, 48, (1,), generator=g).item() / 12)
+            tt = t[: min(length, n - start)]
+            tone = sum(torch.sin(2 * math.pi * f0 * h * tt) / h for h in range(1, 9) if f0 * h < rate / 2)
+            out[k, 0, start:start + tt.numel()] += 0.3 * tone * torch.exp(-tt * (2 + 8 * torch.rand(1, generator=g)))
+            if torch.rand(1, generator=g).item() < 0.5:  # a drum-like burst of noise
+                out[k, 0, start:start + tt.numel()] += 0.2 * torch.randn(tt.numel(), generator=g) * torch.exp(-tt * 30)
+            start += length
+    return out
 
-    source = SyntheticSource(num_tracks=4, seed=c.seed + 7919, track_duration=4.0)
-    wav = torch.stack([source.load(t.name, c.sample_rate, 1).mix for t in source.tracks()])
+
+def _init_tiny_codebooks(codec: nn.Module, c: SynthGenConfig) -> None:
+    """k-means initialisation of the random codec's codebooks on seeded music-like audio, so
+    its tokens spread over the codebook and carry information about the audio."""
+    wav = _calibration_audio(c.sample_rate, c.seed + 7919)
     codec.train()
     with torch.no_grad():
         codec.quantizer(codec.encoder(wav), codec.frame_rate)

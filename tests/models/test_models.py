@@ -1,6 +1,8 @@
 """Both separation families: shapes, output range, and what their designs promise."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -118,3 +120,17 @@ def test_encoder_loss_setting_chooses_plain_l1_or_l1_with_stft_and_refuses_other
         assert float(stft.loss(mix, synth)) > 2 * float(l1)
     with pytest.raises(CheckpointError, match="loss must be one of l1, l1\\+stft"):
         build_model("encoder", {"loss": "l2"})
+
+
+def test_the_model_package_reads_no_dataset_code():
+    """models/ stands below data/: no module of the model package imports synthgen_lib.data
+    (the tiny SynthGen calibrates its codec on audio it makes itself)."""
+    import ast
+
+    import synthgen_lib.models as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert not target.startswith(("..data", "synthgen_lib.data")), f"{path.name} imports {target}"
