@@ -94,6 +94,39 @@ def _wait_kernel_idle(base: str, token: str, timeout: float = 180) -> None:
     raise AssertionError("the notebook's kernel never became idle")
 
 
+RMS_OF_PLAYERS = """async els => {
+    const ctx = new OfflineAudioContext(1, 1, 44100);
+    const out = [];
+    for (const a of els) {  // decode what each player holds, as the browser would play it
+        const data = await (await fetch(a.currentSrc || a.src)).arrayBuffer();
+        const buffer = await ctx.decodeAudioData(data);
+        const x = buffer.getChannelData(0);
+        let sum = 0;
+        for (let i = 0; i < x.length; i++) sum += x[i] * x[i];
+        out.push(Math.sqrt(sum / x.length));
+    }
+    return out;
+}"""
+
+
+def _generate_and_check(page, family: str) -> list[float]:
+    """Click Generate, wait for the four players of a separation, check their length, and
+    return the RMS of each player's decoded audio."""
+    page.locator("button.widget-button", has_text="Generate").click()
+    page.wait_for_function("document.querySelectorAll('.widget-output audio').length >= 4", timeout=300_000)
+    page.wait_for_function("[...document.querySelectorAll('.widget-output audio')]"
+                           ".every(a => a.readyState >= 1)", timeout=60_000)
+    time.sleep(3)  # the results must stay, not flash and vanish on the next widget sync
+    audio = page.eval_on_selector_all(".widget-output audio", "els => els.map(a => [a.duration, a.readyState])")
+    assert len(audio) == 4, (family, audio)  # mix, synth, residual, reference
+    assert all(abs(duration - 20.0) < 0.05 and ready >= 1 for duration, ready in audio), (family, audio)
+    text = page.inner_text(".widget-output")
+    assert "SI-SDR" in text and family in text, text[:500]
+    rms = page.eval_on_selector_all(".widget-output audio", RMS_OF_PLAYERS)
+    assert len(rms) == 4 and all(r > 1e-3 for r in rms), (family, rms)  # every player holds sound
+    return rms
+
+
 def test_generate_panel_plays_stems_in_a_real_browser(lab, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -102,34 +135,29 @@ def test_generate_panel_plays_stems_in_a_real_browser(lab, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            outside: list[str] = []
-            page.on("requestfinished", lambda r: outside.append(r.url)
-                    if not r.url.startswith((base, "ws://127.0.0.1", "data:", "blob:")) else None)
+            local = (base, "ws://127.0.0.1", "data:", "blob:")
+            outside: list[str] = []  # every request for another host, answered or blocked
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(local) else None)
             page.goto(f"{base}/lab/tree/04_generate.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=120_000)
             _wait_kernel_idle(base, token)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
-            button = page.locator("button.widget-button", has_text="Generate")
-            button.wait_for(timeout=180_000)
+            page.locator("button.widget-button", has_text="Generate").wait_for(timeout=180_000)
             _wait_kernel_idle(base, token)
-            button.click()
-            page.wait_for_function("document.querySelectorAll('.widget-output audio').length >= 4", timeout=300_000)
-            page.wait_for_function("[...document.querySelectorAll('.widget-output audio')]"
-                                   ".every(a => a.readyState >= 1)", timeout=60_000)
-            time.sleep(3)  # the results must stay, not flash and vanish on the next widget sync
-            audio = page.eval_on_selector_all(".widget-output audio",
-                                              "els => els.map(a => [a.duration, a.readyState])")
-            assert len(audio) == 4  # mix, synth, residual, reference
-            assert all(abs(duration - 20.0) < 0.05 and ready >= 1 for duration, ready in audio), audio
-            assert "SI-SDR" in page.inner_text(".widget-output")
+            first = _generate_and_check(page, "synthlstm-demo")
             page.locator(".widget-output audio").first.scroll_into_view_if_needed()
             shot = tmp_path / "generate_panel.png"
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 10_000
             if os.environ.get("SYNTHGEN_SCREENSHOT"):
                 shutil.copy(shot, os.environ["SYNTHGEN_SCREENSHOT"])
-            assert outside == [], f"requests left the machine: {outside[:5]}"
+            # a second family, picked in the model menu as a user would
+            page.locator(".widget-dropdown", has_text="model").locator("select").select_option("synthencoder-demo")
+            second = _generate_and_check(page, "synthencoder-demo")
+            assert second[1] != first[1]  # another model, another synth
+            assert outside == [], f"requests for other hosts: {outside[:5]}"
         finally:
             browser.close()
-    assert (work / "SynthGen" / "generated").is_dir()
+    saved = {p.name.rsplit("-", 2)[-2] + "-demo" for p in (work / "SynthGen" / "generated").iterdir()}
+    assert saved == {"synthlstm-demo", "synthencoder-demo"}  # each family's stems were saved
