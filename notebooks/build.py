@@ -181,7 +181,7 @@ print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; 
 from synthgen_lib.evaluate import evaluate
 if MODEL == "synthgen":
     from synthgen_lib.encode import Codes
-    from synthgen_lib.models.synthgen import conditioning_report
+    from synthgen_lib.evaluate import conditioning_report
     print(conditioning_report(result.best, Codes(data).dataset("valid")).format())
 else:
     models = {RUN: result.best}

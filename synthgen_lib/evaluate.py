@@ -223,3 +223,53 @@ def _recorded_validation(models: dict) -> list[str] | None:
         raise SynthGenError(f"{', '.join(recorded)}: these checkpoints were validated on different tracks — evaluate "
                             "them one at a time (or with --split all)")
     return next(iter(recorded.values()), None)
+
+
+@dataclass
+class ConditioningReport:
+    """Validation cross-entropy (nats per token) with the true mix, another window's mix, and
+    no mix at all: how much the model listens to the mix."""
+
+    true_mix: float
+    shuffled_mix: float
+    no_mix: float
+    windows: int
+
+    def format(self) -> str:
+        return (f"validation cross-entropy over {self.windows} windows (nats per token): true mix {self.true_mix:.3f}, "
+                f"shuffled mix {self.shuffled_mix:.3f}, no mix {self.no_mix:.3f}")
+
+
+@torch.no_grad()
+def conditioning_report(model: nn.Module | str | Path, dataset, batch_size: int = 16) -> ConditioningReport:
+    """Score ``dataset`` (a :class:`~synthgen_lib.encode.CodesDataset`) three ways. For the
+    shuffled score window ``i`` gets window ``i - 1``'s mix (with a single window: its own
+    mix rotated by half its length, so every frame meets another moment of the song)."""
+    from audiocraft.modules.conditioners import nullify_wav
+
+    from .errors import SynthGenError
+    from .models import load_model
+
+    net = model if isinstance(model, nn.Module) else load_model(model, family="synthgen")
+    net.eval()
+    n = len(dataset)
+    if n == 0:
+        raise SynthGenError("conditioning_report needs at least one window")
+    items = [dataset[i] for i in range(n)]
+    synth, mix, chroma = (torch.stack([x[j] for x in items]).to(net._device) for j in range(3))
+    text = [x[3] for x in items]
+    if n == 1:
+        other_mix, other_chroma = mix.roll(mix.shape[-1] // 2, -1), chroma.roll(chroma.shape[1] // 2, 1)
+    else:
+        other_mix, other_chroma = mix.roll(1, 0), chroma.roll(1, 0)
+    totals = {"true": 0.0, "shuffled": 0.0, "none": 0.0}
+    for i in range(0, n, batch_size):
+        s = slice(i, i + batch_size)
+        b = len(text[s])
+        totals["true"] += net.loss(synth[s], mix[s], chroma[s], text[s]).item() * b
+        totals["shuffled"] += net.loss(synth[s], other_mix[s], other_chroma[s], text[s]).item() * b
+        conditions = net.conditions(mix[s], chroma[s] if chroma.numel() else None, text[s])
+        for c in conditions:
+            c.wav = {k: nullify_wav(v) for k, v in c.wav.items()}
+        totals["none"] += net.token_loss(synth[s], conditions).item() * b
+    return ConditioningReport(totals["true"] / n, totals["shuffled"] / n, totals["none"] / n, n)

@@ -117,7 +117,8 @@ def _tokens(t: Path, manifest_changes: dict | None = None, shard: dict | None = 
 
 
 def _export_without_side_file(t: Path) -> Path:
-    from synthgen_lib.models.synthgen import SynthGen, SynthGenConfig, export
+    from synthgen_lib.models.synthgen import SynthGen, SynthGenConfig
+    from synthgen_lib.models.synthgen_io import export
 
     from .conftest import TINY_SYNTHGEN
 

@@ -12,7 +12,9 @@ import torch
 from synthgen_lib.encode import Codes
 from synthgen_lib.errors import SynthGenError
 from synthgen_lib.models import CheckpointError, load_checkpoint, load_model
-from synthgen_lib.models.synthgen import CHROMA, MIX, SynthGen, SynthGenConfig, conditioning_report, export
+from synthgen_lib.evaluate import conditioning_report
+from synthgen_lib.models.synthgen import CHROMA, MIX, SynthGen, SynthGenConfig
+from synthgen_lib.models.synthgen_io import export
 from synthgen_lib.train import TrainConfig, train
 from tests.conftest import TINY_SYNTHGEN, torchrun
 

@@ -283,12 +283,12 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
     """Copy a checkpoint's model (config + weights, no optimizer/RNG state) to ``dst``.
 
     ``half`` stores the weights as float16: bundled demo models stay a few MB. A SynthGen
-    checkpoint becomes a folder in audiocraft's export format (see ``synthgen.export``).
+    checkpoint becomes a folder in audiocraft's export format (see ``synthgen_io.export``).
     """
     payload = load_checkpoint(src)
     model = load_model(src)
     if payload.get("family") == "synthgen":
-        from .synthgen import export
+        from .synthgen_io import export
 
         if Path(dst).suffix:
             raise CheckpointError(f"{dst}: SynthGen exports to a folder in audiocraft's format — give a folder "

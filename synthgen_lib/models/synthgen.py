@@ -47,13 +47,12 @@ in the backward pass. The EnCodec model and T5 stay frozen.
 Bases: ``tiny`` builds a small random LM and EnCodec from audiocraft's builders (offline, for
 tests and CPU smoke runs; its codebooks are initialised by k-means on the synthetic generator,
 seeded); ``facebook/musicgen-melody`` / ``facebook/musicgen-small`` load the pretrained models
-the way audiocraft does (needs internet, a GPU advised); a folder written by :func:`export`
+the way audiocraft does (needs internet, a GPU advised); a folder written by :func:`~synthgen_lib.models.synthgen_io.export`
 reloads a fine-tuned model.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -64,17 +63,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from audiocraft.models import CompressionModel, builders
 from audiocraft.modules.chroma import ChromaExtractor
 from audiocraft.modules.transformer import create_sin_embedding
 from audiocraft.modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDropout, ConditionFuser,
                                              ConditioningAttributes, WavCondition, WaveformConditioner,
                                              nullify_wav)
 from audiocraft.utils.utils import length_to_mask
-from omegaconf import OmegaConf
 
 from ..errors import SynthGenError
-from . import PRETRAINED_MUSICGEN
 MIX, CHROMA, TEXT = "mix", "self_wav", "description"
 FUSE_CHOICES = ("auto", "sum+cross", "cross", "sum", "prepend")
 
@@ -85,7 +81,7 @@ class SynthGenConfig:
 
     Attributes:
         base: ``tiny``, ``facebook/musicgen-melody``, ``facebook/musicgen-small`` or the folder
-            of a model written by :func:`export`.
+            of a model written by :func:`~synthgen_lib.models.synthgen_io.export`.
         dim, num_heads, num_layers: width, heads and depth of the ``tiny`` LM.
         n_q, card: codebooks and codebook size of the ``tiny`` EnCodec.
         sample_rate: audio rate of the ``tiny`` EnCodec (pretrained bases use 32 kHz).
@@ -294,189 +290,6 @@ def _lora_targets(lm: nn.Module) -> list[tuple[nn.Module, str]]:
     return targets
 
 
-# ---------------------------------------------------------------------------------------------
-# The tiny offline model, described by audiocraft configs so that export/reload use the same
-# builders and loaders as the real models.
-
-def _tiny_lm_cfg(c: SynthGenConfig) -> dict:
-    return {
-        "lm_model": "transformer_lm", "device": "cpu", "dtype": "float32",
-        "dataset": {"segment_duration": c.window},
-        "transformer_lm": {"n_q": c.n_q, "card": c.card, "dim": c.dim, "num_heads": c.num_heads,
-                           "num_layers": c.num_layers, "hidden_scale": 4, "norm": "layer_norm",
-                           "norm_first": True, "causal": True, "custom": True, "dropout": 0.0,
-                           "positional_embedding": "sin", "bias_proj": False},
-        "codebooks_pattern": {"modeling": "delay",
-                              "delay": {"delays": list(range(c.n_q)), "flatten_first": 0, "empty_initial": 0}},
-        "attribute_dropout": {}, "classifier_free_guidance": {"training_dropout": 0.0, "inference_coef": 3.0},
-        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1.0, "sum": [],
-                  "prepend": [], "cross": [TEXT], "input_interpolate": []},
-        "conditioners": {TEXT: {"model": "lut", "lut": {"n_bins": 512, "dim": c.dim, "tokenizer": "noop"}}},
-    }
-
-
-def _tiny_codec_cfg(c: SynthGenConfig) -> dict:
-    ratios = {16000: [10, 8, 8], 32000: [10, 8, 16]}
-    if c.sample_rate not in ratios:
-        raise ValueError(f"the tiny EnCodec runs at 16000 or 32000 Hz, not {c.sample_rate}")
-    return {
-        "compression_model": "encodec", "device": "cpu", "dtype": "float32",
-        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": c.sample_rate, "channels": 1,
-                    "causal": False, "renormalize": False},
-        "seanet": {"dimension": 32, "channels": 1, "n_filters": 8, "n_residual_layers": 1,
-                   "ratios": ratios[c.sample_rate], "encoder": {}, "decoder": {}},
-        "rvq": {"n_q": c.n_q, "bins": c.card, "q_dropout": False, "kmeans_init": True, "kmeans_iters": 10},
-    }
-
-
-def _calibration_audio(rate: int, seed: int, clips: int = 4, seconds: float = 4.0) -> torch.Tensor:
-    """``(clips, 1, samples)`` of music-like audio made here (the model package reads no
-    dataset): each clip a sequence of harmonic notes with decaying envelopes, over noise bursts
-    like drum hits, at seeded pitches, lengths and levels."""
-    g = torch.Generator().manual_seed(seed)
-    n = int(seconds * rate)
-    t = torch.arange(n) / rate
-    out = torch.zeros(clips, 1, n)
-    for k in range(clips):
-        start = 0
-        while start < n:
-            length = int(rate * (0.1 + 0.4 * torch.rand(1, generator=g).item()))
-            f0 = 55.0 * 2 ** (torch.randint(0, 48, (1,), generator=g).item() / 12)
-            tt = t[: min(length, n - start)]
-            tone = sum(torch.sin(2 * math.pi * f0 * h * tt) / h for h in range(1, 9) if f0 * h < rate / 2)
-            out[k, 0, start:start + tt.numel()] += 0.3 * tone * torch.exp(-tt * (2 + 8 * torch.rand(1, generator=g)))
-            if torch.rand(1, generator=g).item() < 0.5:  # a drum-like burst of noise
-                out[k, 0, start:start + tt.numel()] += 0.2 * torch.randn(tt.numel(), generator=g) * torch.exp(-tt * 30)
-            start += length
-    return out
-
-
-def _init_tiny_codebooks(codec: nn.Module, c: SynthGenConfig) -> None:
-    """k-means initialisation of the random codec's codebooks on seeded music-like audio, so
-    its tokens spread over the codebook and carry information about the audio."""
-    wav = _calibration_audio(c.sample_rate, c.seed + 7919)
-    codec.train()
-    with torch.no_grad():
-        codec.quantizer(codec.encoder(wav), codec.frame_rate)
-    codec.eval()
-
-
-def _build_tiny(c: SynthGenConfig) -> tuple[nn.Module, nn.Module, dict, dict]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(c.seed)
-        lm_cfg, codec_cfg = _tiny_lm_cfg(c), _tiny_codec_cfg(c)
-        lm = builders.get_lm_model(OmegaConf.create(lm_cfg))
-        codec = builders.get_compression_model(OmegaConf.create(codec_cfg))
-        _init_tiny_codebooks(codec, c)
-    return lm, codec, lm_cfg, codec_cfg
-
-
-def _safe_package(path: Path, codec: bool = False) -> dict:
-    """An audiocraft export file read with ``weights_only=True`` (never unrestricted)."""
-    from . import CheckpointError
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing — a SynthGen export folder holds state_dict.bin, "
-                              "compression_state_dict.bin and synthgen.pt")
-    try:
-        pkg = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: refused — not a plain-tensor checkpoint ({str(exc).splitlines()[0][:120]}); "
-                              "only load models from people you trust") from None
-    if codec and isinstance(pkg, dict) and isinstance(pkg.get("pretrained"), str):
-        return pkg
-    if not isinstance(pkg, dict) or "xp.cfg" not in pkg or "best_state" not in pkg:
-        raise CheckpointError(f"{path}: not an audiocraft export (no 'xp.cfg' / 'best_state')")
-    return pkg
-
-
-def _safe_extra(path: Path) -> dict:
-    from . import CheckpointError
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: refused — not a plain-tensor file ({str(exc).splitlines()[0][:120]})") from None
-
-
-_NETWORK_ERRORS = {"ConnectionError", "MaxRetryError", "NewConnectionError", "Timeout", "LocalEntryNotFoundError",
-                   "OfflineModeIsEnabled", "HfHubHTTPError", "ProxyError", "SSLError"}
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """True for the errors the hub's client raises when it cannot download (no network, hub
-    down, offline mode), whatever library wraps them."""
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & _NETWORK_ERRORS) or "huggingface.co" in str(exc) or "Hub" in str(exc)[:200]
-
-
-def _hub_files(name: str) -> Path:
-    """Download a pretrained MusicGen's two files from the Hugging Face hub (as audiocraft
-    does) into the hub cache; returns the folder holding them."""
-    import logging
-
-    import audiocraft
-    from huggingface_hub import hf_hub_download
-
-    hub_log = logging.getLogger("huggingface_hub")
-    level = hub_log.level
-    hub_log.setLevel(logging.ERROR)  # no "Retrying in 8s" lines: one message if it fails
-    try:
-        for filename in ("state_dict.bin", "compression_state_dict.bin"):
-            path = hf_hub_download(repo_id=name, filename=filename, library_name="audiocraft",
-                                   library_version=audiocraft.__version__)
-    except Exception as exc:
-        if _unreachable(exc):
-            raise _offline(name) from None
-        raise
-    finally:
-        hub_log.setLevel(level)
-    return Path(path).parent
-
-
-def _offline(name: str) -> SynthGenError:
-    return SynthGenError(f"{name}: cannot reach the model hub to download it (no network?) — connect to the "
-                         "internet (Colab is), or work offline with an export folder or the 'tiny' base")
-
-
-def _load_base(base: str, device: str) -> tuple[nn.Module, nn.Module, dict | None, dict | None]:
-    """LM and EnCodec of an export folder or a pretrained name (downloaded from the hub).
-
-    Both are read here with ``torch.load(weights_only=True)`` and rebuilt with audiocraft's
-    builders — the same result as ``audiocraft.models.loaders``, but never through an
-    unrestricted unpickling (audiocraft's loaders call ``torch.load`` without
-    ``weights_only``, which on torch < 2.6 means full pickle).
-    """
-    folder = Path(base)
-    if not folder.is_dir():
-        if base not in PRETRAINED_MUSICGEN:
-            raise SynthGenError(f"unknown SynthGen base {base!r}: use 'tiny', {', '.join(PRETRAINED_MUSICGEN)} or an "
-                                "export folder")
-        folder = _hub_files(base)
-    lm_pkg = _safe_package(folder / "state_dict.bin")
-    lm_cfg = OmegaConf.create(lm_pkg["xp.cfg"])
-    lm_cfg.device, lm_cfg.dtype = device, "float32"
-    chroma = lm_cfg.get("conditioners", {}).get(CHROMA, {}).get("chroma_stem", {})
-    if "cache_path" in chroma:
-        del chroma["cache_path"]
-    try:  # the text encoder (T5) and a pretrained EnCodec come from the hub too
-        lm = builders.get_lm_model(lm_cfg)
-        lm.load_state_dict(lm_pkg["best_state"])
-        codec_pkg = _safe_package(folder / "compression_state_dict.bin", codec=True)
-        if "pretrained" in codec_pkg:  # a reference to the hub's EnCodec, as MusicGen ships it
-            codec = CompressionModel.get_pretrained(codec_pkg["pretrained"], device=device)
-            return lm, codec.eval(), OmegaConf.to_container(lm_cfg), {"pretrained": codec_pkg["pretrained"]}
-    except (OSError, ConnectionError) as exc:
-        if _unreachable(exc):
-            raise _offline(base) from None
-        raise
-    codec_cfg = OmegaConf.create(codec_pkg["xp.cfg"])
-    codec_cfg.device = device
-    codec = builders.get_compression_model(codec_cfg)
-    codec.load_state_dict(codec_pkg["best_state"])
-    return lm, codec.eval(), OmegaConf.to_container(lm_cfg), OmegaConf.to_container(codec_cfg)
-
-
 class SynthGen(nn.Module):
     """MusicGen's LM + EnCodec with the mix conditioners (see the module docstring).
 
@@ -490,12 +303,14 @@ class SynthGen(nn.Module):
     options: dict[str, str] = {}
 
     def __init__(self, config: SynthGenConfig | None = None, device: str = "cpu"):
+        from .synthgen_io import build_tiny, load_base, read_extra  # the files module imports this one
+
         super().__init__()
         self.config = c = config or SynthGenConfig()
         if c.base == "tiny":
-            lm, codec, self.lm_cfg, self.codec_cfg = _build_tiny(c)
+            lm, codec, self.lm_cfg, self.codec_cfg = build_tiny(c)
         else:
-            lm, codec, self.lm_cfg, self.codec_cfg = _load_base(c.base, device)
+            lm, codec, self.lm_cfg, self.codec_cfg = load_base(c.base, device)
         self.lm, self.codec = lm, codec
         # our per-condition dropout (see conditions()) replaces the LM's own
         self.lm.cfg_dropout, self.lm.att_dropout = ClassifierFreeGuidanceDropout(p=0.0), AttributeDropout(p={})
@@ -514,7 +329,7 @@ class SynthGen(nn.Module):
                                   "SynthGen export folder holds state_dict.bin, compression_state_dict.bin and "
                                   "synthgen.pt: copy the whole folder")
         if c.base != "tiny" and extra.is_file():  # an export: our conditioners' weights
-            for name, state in _safe_extra(extra)["conditioners"].items():
+            for name, state in read_extra(extra)["conditioners"].items():
                 if name in self.conditioners:
                     self.conditioners[name].load_state_dict(state)
         if c.lora_rank:
@@ -722,84 +537,3 @@ class SynthGen(nn.Module):
                 state[f"{owner}.{name}"] = getattr(self.lm.get_submodule(owner), name)
         ours = {f"condition_provider.conditioners.{n}." for n in (MIX, CHROMA) if n not in self.native}
         return {k: v.detach().cpu().clone() for k, v in state.items() if not any(k.startswith(p) for p in ours)}
-
-
-@dataclass
-class ConditioningReport:
-    """Validation cross-entropy (nats per token) with the true mix, another window's mix, and
-    no mix at all: how much the model listens to the mix."""
-
-    true_mix: float
-    shuffled_mix: float
-    no_mix: float
-    windows: int
-
-    def format(self) -> str:
-        return (f"validation cross-entropy over {self.windows} windows (nats per token): true mix {self.true_mix:.3f}, "
-                f"shuffled mix {self.shuffled_mix:.3f}, no mix {self.no_mix:.3f}")
-
-
-@torch.no_grad()
-def conditioning_report(model: "SynthGen | str | Path", dataset, batch_size: int = 16) -> ConditioningReport:
-    """Score ``dataset`` (a :class:`~synthgen_lib.encode.CodesDataset`) three ways. For the
-    shuffled score window ``i`` gets window ``i - 1``'s mix (with a single window: its own
-    mix rotated by half its length, so every frame meets another moment of the song)."""
-    from . import load_model
-
-    net = model if isinstance(model, nn.Module) else load_model(model, family="synthgen")
-    net.eval()
-    n = len(dataset)
-    if n == 0:
-        raise SynthGenError("conditioning_report needs at least one window")
-    items = [dataset[i] for i in range(n)]
-    synth, mix, chroma = (torch.stack([x[j] for x in items]).to(net._device) for j in range(3))
-    text = [x[3] for x in items]
-    if n == 1:
-        other_mix, other_chroma = mix.roll(mix.shape[-1] // 2, -1), chroma.roll(chroma.shape[1] // 2, 1)
-    else:
-        other_mix, other_chroma = mix.roll(1, 0), chroma.roll(1, 0)
-    totals = {"true": 0.0, "shuffled": 0.0, "none": 0.0}
-    for i in range(0, n, batch_size):
-        s = slice(i, i + batch_size)
-        b = len(text[s])
-        totals["true"] += net.loss(synth[s], mix[s], chroma[s], text[s]).item() * b
-        totals["shuffled"] += net.loss(synth[s], other_mix[s], other_chroma[s], text[s]).item() * b
-        conditions = net.conditions(mix[s], chroma[s] if chroma.numel() else None, text[s])
-        for c in conditions:
-            c.wav = {k: nullify_wav(v) for k, v in c.wav.items()}
-        totals["none"] += net.token_loss(synth[s], conditions).item() * b
-    return ConditioningReport(totals["true"] / n, totals["shuffled"] / n, totals["none"] / n, n)
-
-
-def export(model: SynthGen, folder: str | Path, half: bool = False) -> Path:
-    """Write ``model`` in audiocraft's export format plus our conditioners (``half``: the LM's
-    float weights as float16, half the size; they load back into a float32 model).
-
-    ``folder/state_dict.bin`` (``best_state`` + ``xp.cfg``; ``audiocraft.models.loaders
-    .load_lm_model(folder)`` reads it), ``folder/compression_state_dict.bin`` (the EnCodec, or a
-    reference to the pretrained one) and ``folder/synthgen.pt`` (our conditioners and config).
-    Reload with ``SynthGen(SynthGenConfig(base=str(folder)))`` or :func:`load_export`.
-    """
-    from audiocraft import __version__
-
-    from ..fileio import atomic_path
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    lm_state = {k: v.half() if half and v.is_floating_point() else v for k, v in model.native_lm_state().items()}
-    lm_pkg = {"best_state": lm_state, "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.lm_cfg)),
-              "version": __version__, "exported": True}
-    if "pretrained" in model.codec_cfg:  # the hub's EnCodec, referenced by name as MusicGen does
-        codec_pkg = {"pretrained": model.codec_cfg["pretrained"], "exported": True, "version": __version__}
-    else:
-        codec_pkg = {"best_state": {k: v.cpu() for k, v in model.codec.state_dict().items()},
-                     "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model.codec_cfg)), "version": __version__,
-                     "exported": True}
-    ours = {n: {k: v.cpu() for k, v in model.conditioners[n].state_dict().items()}
-            for n in (MIX, CHROMA) if n in model.conditioners}
-    extra = {"config": {**dataclasses.asdict(model.config), "base": str(out), "lora_rank": 0},
-             "conditioners": ours, "fuse": {n: model.lm.fuser.cond2fuse[n] for n in ours}}
-    for name, payload in (("state_dict.bin", lm_pkg), ("compression_state_dict.bin", codec_pkg), ("synthgen.pt", extra)):
-        with atomic_path(out / name) as tmp:
-            torch.save(payload, tmp)
-    return out
