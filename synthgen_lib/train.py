@@ -304,86 +304,42 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             run starts; a resumed run continues from ``last.pt``.
     """
     cfg = config or TrainConfig()
-    out = Path(output_dir)
+    out, last_path = Path(output_dir), Path(output_dir) / "last.pt"
     rank, world = _dist()
     dev = default_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
     check_model_settings(cfg.model, overrides, "--model-config")  # before any data is read
-    if cfg.model != "synthgen" and "sample_rate" in overrides:  # the data is read at the model's rate
+    tokens = _trains_on_tokens(cfg.model)
+    if not tokens and "sample_rate" in overrides:  # the audio is read at the model's rate
         cfg = dataclasses.replace(cfg, sample_rate=int(overrides["sample_rate"]))
-    start = None if init is None else _init_name(init)  # how checkpoints name the model the run started from
-    if cfg.model == "synthgen":
+    if tokens:
         train_set, valid_set, valid_tracks, model_config = _codes_data(data, cfg, overrides)
     else:
         train_set, valid_set, valid_tracks = _audio_data(data, cfg)
         model_config = {**overrides, "sample_rate": cfg.sample_rate}
     step_size = cfg.batch_size * cfg.accumulate
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(train_set) // (step_size * world))
-    total_steps = steps_per_epoch * cfg.epochs
-
     torch.manual_seed(cfg.seed)
-    last_path = out / "last.pt"
-    payload = None
-    if resume and last_path.is_file():
-        payload = load_checkpoint(last_path)
-        saved = payload["train"].get("config", {})
-        if payload["family"] != cfg.model:
-            raise CheckpointError(f"{last_path}: holds a '{payload['family']}' run, not '{cfg.model}' — "
-                                  "use another output folder")
-        if saved and saved.get("seed") != cfg.seed:
-            raise SynthGenError(f"{last_path}: was trained with seed {saved.get('seed')}, not {cfg.seed} — "
-                                "resume with the same settings or use another output folder")
-        geometry = (payload["train"].get("steps_per_epoch", steps_per_epoch), payload["train"].get("world", world))
-        if geometry != (steps_per_epoch, world):
-            raise SynthGenError(f"{last_path}: was started with {geometry[0]} steps per epoch on {geometry[1]} "
-                                f"process(es), now {steps_per_epoch} on {world} — resume with the same batch size, "
-                                "steps per epoch and process count, or use another output folder")
-        if payload["train"].get("valid_tracks", valid_tracks) != valid_tracks:
-            raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
-                                "tracks differ) — restore the dataset or start a new run in another folder")
-        saved_start = payload["meta"].get("init_from")
-        if start is not None and saved_start != start:
-            raise SynthGenError(f"{last_path}: this run started from {saved_start or 'scratch'}, not {start} — "
-                                "resume without changing it or use another output folder")
-        start = saved_start  # kept in the checkpoints a resumed run writes
+
+    run = _Run(cfg, out, rank, world, dev, steps_per_epoch, valid_tracks,
+               start=None if init is None else _init_name(init))  # how checkpoints name the starting model
+    payload = run.resumable(last_path) if resume and last_path.is_file() else None
     if payload:
-        model = build_model(cfg.model, payload["config"], where=last_path).to(dev)
+        model = build_model(cfg.model, payload["config"], where=last_path)
     elif init is not None:
-        model = _initial_model(init, cfg, overrides, model_config).to(dev)
+        model = _initial_model(init, cfg, overrides, model_config)
     else:
-        model = build_model(cfg.model, model_config, where="--model-config").to(dev)
-    if cfg.model == "synthgen":
+        model = build_model(cfg.model, model_config, where="--model-config")
+    if tokens:
         _check_codec(model, data)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
-    use_amp = cfg.amp and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    step, epoch, best, running = 0, 0, float("inf"), 0.0
-    history: list[dict] = []
+    run.build(model.to(dev), steps_per_epoch * cfg.epochs)
     if payload:
-        model.load_state_dict(payload["model"])
-        st = payload["train"]
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
-        step, epoch, best, history = st["step"], st["epoch"], st["best_valid_loss"], st["history"]
-        running = st.get("running", 0.0) if step > epoch * steps_per_epoch else 0.0
-        torch.set_rng_state(st["rng"]["torch"])
-        if "cuda" in st["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+        run.restore(payload)
     elif init is None:
         init_from_data(model, train_set, dev)
-    loss_fn: nn.Module = _LossOf(model)
-    if world > 1:
-        # SynthGen's dropped conditions leave conditioner weights without gradient in some steps;
-        # SynthMatch's buffers (statistics, database) never change in training and are the same
-        # on every rank, so they are not broadcast at every step
-        loss_fn = nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=cfg.model == "synthgen",
-                                                      broadcast_buffers=cfg.model != "synthmatch")
+    run.meta = getattr(model, "training_meta", lambda data: {})(train_set)  # e.g. SynthGen's descriptions
     # An explicit generator keeps each DataLoader iterator from drawing its base seed from the
     # global RNG, which would shift dropout masks after a resume.
     loader_args = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
@@ -392,85 +348,186 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     valid_loader = torch.utils.data.DataLoader(valid_set, shuffle=False, **loader_args)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        _trim_metrics(out / "metrics.jsonl", step, epoch)
+        _trim_metrics(out / "metrics.jsonl", run.step, run.epoch)
         for stale in [*out.glob(".last.pt.*"), *out.glob(".best.pt.*")]:  # left by a killed save
             stale.unlink(missing_ok=True)
+    model.train()
+    while run.epoch < cfg.epochs:
+        if run.train_epoch(train_set, loader_args, progress, stop_after_steps):
+            break  # stopped on purpose after stop_after_steps (last.pt saved)
+        run.end_epoch(model, valid_loader, on_epoch, progress)
+    return TrainResult(out, run.step, run.epoch, run.best, run.history)
 
-    def save(path: Path, *, with_state: bool) -> None:
+
+def _trains_on_tokens(family: str) -> bool:
+    """Whether a family trains on EnCodec tokens (a folder written by ``encode``), not audio."""
+    return getattr(_family_class(family), "trains_on", "audio") == "tokens"
+
+
+def _family_class(family: str) -> type:
+    from .models import _family
+
+    return _family(family)[0]
+
+
+class _Run:
+    """One training run's state and steps: resume checks, optimizer, epochs, checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, rank: int, world: int, dev: torch.device,
+                 steps_per_epoch: int, valid_tracks: list[str], start: str | None):
+        self.cfg, self.out, self.rank, self.world, self.dev = cfg, out, rank, world, dev
+        self.steps_per_epoch, self.valid_tracks, self.start = steps_per_epoch, valid_tracks, start
+        self.last_path = out / "last.pt"
+        self.step, self.epoch, self.best, self.running = 0, 0, float("inf"), 0.0
+        self.history: list[dict] = []
+        self.meta: dict = {}
+
+    def resumable(self, last_path: Path) -> dict:
+        """``last.pt``'s payload after checking that this run can continue it (same family,
+        seed, batch geometry, dataset and starting model); refused in one line otherwise."""
+        cfg, payload = self.cfg, load_checkpoint(last_path)
+        saved = payload["train"].get("config", {})
+        if payload["family"] != cfg.model:
+            raise CheckpointError(f"{last_path}: holds a '{payload['family']}' run, not '{cfg.model}' — "
+                                  "use another output folder")
+        if saved and saved.get("seed") != cfg.seed:
+            raise SynthGenError(f"{last_path}: was trained with seed {saved.get('seed')}, not {cfg.seed} — "
+                                "resume with the same settings or use another output folder")
+        now = (self.steps_per_epoch, self.world)
+        geometry = (payload["train"].get("steps_per_epoch", now[0]), payload["train"].get("world", now[1]))
+        if geometry != now:
+            raise SynthGenError(f"{last_path}: was started with {geometry[0]} steps per epoch on {geometry[1]} "
+                                f"process(es), now {now[0]} on {now[1]} — resume with the same batch size, "
+                                "steps per epoch and process count, or use another output folder")
+        if payload["train"].get("valid_tracks", self.valid_tracks) != self.valid_tracks:
+            raise SynthGenError(f"{last_path}: the dataset changed since this run started (its validation "
+                                "tracks differ) — restore the dataset or start a new run in another folder")
+        saved_start = payload["meta"].get("init_from")
+        if self.start is not None and saved_start != self.start:
+            raise SynthGenError(f"{last_path}: this run started from {saved_start or 'scratch'}, not {self.start} — "
+                                "resume without changing it or use another output folder")
+        self.start = saved_start  # kept in the checkpoints a resumed run writes
+        return payload
+
+    def build(self, model: nn.Module, total_steps: int) -> None:
+        """Optimizer, schedule, mixed precision and the (distributed) loss of ``model``."""
+        cfg = self.cfg
+        self.model = model
+        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg, total_steps))
+        self.use_amp = cfg.amp and self.dev.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.loss_fn: nn.Module = _LossOf(model)
+        if self.world > 1:  # each family says what DDP must know about it (see the families' ddp_* attributes)
+            self.loss_fn = nn.parallel.DistributedDataParallel(
+                self.loss_fn, find_unused_parameters=getattr(model, "ddp_unused_parameters", False),
+                broadcast_buffers=getattr(model, "ddp_broadcast_buffers", True))
+
+    def restore(self, payload: dict) -> None:
+        """Weights, optimizer, schedule, counters and random state from ``last.pt``."""
+        self.model.load_state_dict(payload["model"])
+        st = payload["train"]
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.scaler.load_state_dict(st["scaler"]) if st.get("scaler") else None
+        self.step, self.epoch, self.best, self.history = st["step"], st["epoch"], st["best_valid_loss"], st["history"]
+        self.running = st.get("running", 0.0) if self.step > self.epoch * self.steps_per_epoch else 0.0
+        torch.set_rng_state(st["rng"]["torch"])
+        if "cuda" in st["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+    def save(self, path: Path, *, with_state: bool) -> None:
+        """The model (and with ``with_state`` everything a resume needs), never a non-finite one."""
+        model = self.model
         if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
-            _diverged(out, step, "weights", cfg, last_path)  # never write a broken model over a good one
-        train_state = {"config": dataclasses.asdict(cfg), "step": step, "epoch": epoch,
-                       "best_valid_loss": best, "history": history, "valid_tracks": valid_tracks,
-                       "steps_per_epoch": steps_per_epoch, "world": world, "running": running}
+            _diverged(self.out, self.step, "weights", self.cfg, self.last_path)  # never over a good model
+        train_state = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
+                       "best_valid_loss": self.best, "history": self.history, "valid_tracks": self.valid_tracks,
+                       "steps_per_epoch": self.steps_per_epoch, "world": self.world, "running": self.running}
         if with_state:
-            train_state.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                               scaler=scaler.state_dict(), rng=_rng_state())
-        meta = {"sample_rate": cfg.sample_rate, "trained_steps": step}
-        if start is not None:
-            meta["init_from"] = start
-        if cfg.model == "synthgen":  # what it was told in training: the Generate panel offers the closest
-            meta["descriptions"] = sorted({x["description"] for x in train_set.items})[:2000]
+            train_state.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+                               scaler=self.scaler.state_dict(), rng=_rng_state())
+        meta = {"sample_rate": self.cfg.sample_rate, "trained_steps": self.step, **self.meta}
+        if self.start is not None:
+            meta["init_from"] = self.start
         save_checkpoint(path, model, meta=meta, train=train_state)
 
-    model.train()
-    while epoch < cfg.epochs:
-        train_set.set_epoch(epoch)
-        order = torch.randperm(len(train_set), generator=_seeded(cfg.seed, epoch, -1)).tolist()
-        order = (order * math.ceil(steps_per_epoch * step_size * world / len(order)))
+    def train_epoch(self, train_set, loader_args: dict, progress: bool, stop_after_steps: int | None) -> bool:
+        """The rest of the current epoch (all of it, or what a resume left); True when it
+        stopped at ``stop_after_steps``."""
+        cfg, world, rank = self.cfg, self.world, self.rank
+        step_size = cfg.batch_size * cfg.accumulate
+        train_set.set_epoch(self.epoch)
+        order = torch.randperm(len(train_set), generator=_seeded(cfg.seed, self.epoch, -1)).tolist()
+        order = (order * math.ceil(self.steps_per_epoch * step_size * world / len(order)))
         batches = [order[(s * world + rank) * step_size:(s * world + rank + 1) * step_size]
-                   for s in range(steps_per_epoch)]
-        done = step - epoch * steps_per_epoch  # > 0 when resuming mid-epoch
+                   for s in range(self.steps_per_epoch)]
+        done = self.step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches[done:], **{
             k: v for k, v in loader_args.items() if k != "batch_size"})
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=done, total=steps_per_epoch,
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", initial=done, total=self.steps_per_epoch,
                    disable=not progress or rank != 0, leave=False)
         for batch in bar:
-            opt.zero_grad(set_to_none=True)
-            loss = 0.0
-            for micro in _split(_to(batch, dev), cfg.accumulate):
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                    part = loss_fn(*micro) * (len(micro[0]) / len(batch[0]))
-                scaler.scale(part).backward()
-                loss += part.detach()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                _diverged(out, step, f"loss ({loss_value})", cfg, last_path)
-            running += loss_value
+            loss_value = self._step(batch)
             bar.set_postfix(loss=f"{loss_value:.4f}")
-            if rank == 0 and cfg.log_every and step % cfg.log_every == 0:
-                _log(out, {"step": step, "epoch": epoch, "train_loss": loss_value, "lr": sched.get_last_lr()[0]})
-            if rank == 0 and cfg.save_every and step % cfg.save_every == 0:
-                save(last_path, with_state=True)
-            if stop_after_steps is not None and step >= stop_after_steps:
+            if rank == 0 and cfg.log_every and self.step % cfg.log_every == 0:
+                _log(self.out, {"step": self.step, "epoch": self.epoch, "train_loss": loss_value,
+                                "lr": self.sched.get_last_lr()[0]})
+            if rank == 0 and cfg.save_every and self.step % cfg.save_every == 0:
+                self.save(self.last_path, with_state=True)
+            if stop_after_steps is not None and self.step >= stop_after_steps:
                 if rank == 0:
-                    save(last_path, with_state=True)
-                return TrainResult(out, step, epoch, best, history)
-        epoch += 1
-        if rank == 0:
-            metrics = {"epoch": epoch, "step": step, "train_loss": running / steps_per_epoch,
-                       **validate(model, valid_loader, dev), "lr": sched.get_last_lr()[0], "time": time.time()}
-            history.append(metrics)
-            _log(out, metrics)
-            if metrics["valid_loss"] < best:
-                best = metrics["valid_loss"]
-                save(out / "best.pt", with_state=False)
-            running = 0.0
-            save(last_path, with_state=True)
+                    self.save(self.last_path, with_state=True)
+                return True
+        return False
+
+    def _step(self, batch) -> float:
+        """One optimizer step over ``batch`` (in ``accumulate`` parts); returns its loss."""
+        cfg, opt, scaler = self.cfg, self.opt, self.scaler
+        opt.zero_grad(set_to_none=True)
+        loss = 0.0
+        for micro in _split(_to(batch, self.dev), cfg.accumulate):
+            with torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                part = self.loss_fn(*micro) * (len(micro[0]) / len(batch[0]))
+            scaler.scale(part).backward()
+            loss += part.detach()
+        if cfg.grad_clip:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        self.sched.step()
+        self.step += 1
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            _diverged(self.out, self.step, f"loss ({loss_value})", cfg, self.last_path)
+        self.running += loss_value
+        return loss_value
+
+    def end_epoch(self, model: nn.Module, valid_loader, on_epoch, progress: bool) -> None:
+        """Validate, log, keep the best model, save ``last.pt``."""
+        self.epoch += 1
+        if self.rank == 0:
+            metrics = {"epoch": self.epoch, "step": self.step, "train_loss": self.running / self.steps_per_epoch,
+                       **validate(model, valid_loader, self.dev), "lr": self.sched.get_last_lr()[0],
+                       "time": time.time()}
+            self.history.append(metrics)
+            _log(self.out, metrics)
+            if metrics["valid_loss"] < self.best:
+                self.best = metrics["valid_loss"]
+                self.save(self.out / "best.pt", with_state=False)
+            self.running = 0.0
+            self.save(self.last_path, with_state=True)
             if on_epoch is not None:
                 on_epoch(metrics)
             if progress:
                 score = f"  SI-SDR {metrics['valid_si_sdr']:.2f} dB" if "valid_si_sdr" in metrics else ""
-                tqdm.write(f"epoch {epoch}: train {metrics['train_loss']:.4f}  valid {metrics['valid_loss']:.4f}{score}")
-        if world > 1:
+                tqdm.write(f"epoch {self.epoch}: train {metrics['train_loss']:.4f}  valid "
+                           f"{metrics['valid_loss']:.4f}{score}")
+        if self.world > 1:
             torch.distributed.barrier()
-    return TrainResult(out, step, epoch, best, history)
 
 
 class TrainingDiverged(SynthGenError):
@@ -506,7 +563,7 @@ def _initial_model(init: str | Path, cfg: TrainConfig, overrides: dict, run_conf
     if payload["family"] != cfg.model:
         raise CheckpointError(f"{where}: is a '{payload['family']}' checkpoint, not '{cfg.model}' — "
                               "pick the matching --model or another --init")
-    bound = TOKEN_SETTINGS if cfg.model == "synthgen" else ("sample_rate",)
+    bound = TOKEN_SETTINGS if _trains_on_tokens(cfg.model) else ("sample_rate",)
     differ = [f"{k} {payload['config'].get(k)} (this run: {run_config[k]})" for k in bound
               if k in run_config and run_config[k] != payload["config"].get(k)]
     if differ:

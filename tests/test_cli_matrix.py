@@ -143,3 +143,15 @@ def test_train_init(world, tmp_path, name):
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["family"] == family and saved["train"]["step"] == 1
     assert saved["meta"]["init_from"] in (name, str(Path(world["models"][name]).resolve()))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_generate_remix_separator(world, tmp_path, name):
+    code, out, err = _synthgen("generate", world["song"], "--model", world["models"]["synthgen"], "--remix",
+                               "--separator", world["models"][name], "--output", tmp_path, "--top-k", "20",
+                               "--window", "4")
+    if TASK[name] != "separator":  # a matcher's synth is rebuilt, a generator's new: neither removes the old one
+        return _refused(code, err, "cannot remove the old synth")
+    assert code == 0, err
+    for stem in ("synth", "removed", "remixed"):
+        _sound(tmp_path / "song" / f"{stem}.wav", int(2.5 * 44100), 44100)

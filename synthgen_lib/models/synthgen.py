@@ -301,6 +301,13 @@ class SynthGen(nn.Module):
     family = "synthgen"
     task = "generator"
     options: dict[str, str] = {}
+    trains_on = "tokens"  # the folder 'synthgen encode' writes, not audio
+    ddp_unused_parameters = True  # dropped conditions leave conditioner weights without gradient in some steps
+
+    def training_meta(self, train_set) -> dict:
+        """What checkpoints record of the training data: the descriptions it was told (the
+        Generate panel offers the closest ones)."""
+        return {"descriptions": sorted({x["description"] for x in train_set.items})[:2000]}
 
     def __init__(self, config: SynthGenConfig | None = None, device: str = "cpu"):
         from .synthgen_io import build_tiny, load_base, read_extra  # the files module imports this one

@@ -110,6 +110,7 @@ class SynthMatch(nn.Module):
 
     family = "synthmatch"
     task = "matcher"  # rebuilds a synth from database segments: no residual to remove
+    ddp_broadcast_buffers = False  # its buffers (statistics, database) never change in training
     options: dict[str, str] = {}
 
     def __init__(self, config: SynthMatchConfig | None = None):
