@@ -157,17 +157,17 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
     MODEL_CONFIG = {} if INIT else {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
                     "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {},
                     "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
-elif MODEL == "synthgen" and not MODEL_CONFIG:  # fits a T4 with musicgen-melody
-    MODEL_CONFIG = {"lora_rank": 16, "gradient_checkpointing": True}'''),
+elif not MODEL_CONFIG:  # SynthGen: LoRA + checkpointing fit a T4 with musicgen-melody
+    MODEL_CONFIG = {"synthgen": {"lora_rank": 16, "gradient_checkpointing": True}}.get(MODEL, {})'''),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
         code(PROJECT),
         md("## Train\nOn a T4 GPU an epoch of the default settings takes well under a minute; on a CPU about 2 "
            "minutes (SynthLSTM). Mixed precision switches on by itself on a GPU."),
         code('''from synthgen_lib.notebook import LossPlot
-from synthgen_lib.train import TrainConfig, train
+from synthgen_lib.train import TrainConfig, train, trains_on_tokens
 run = project / "runs" / RUN
-data = project / "codes" / CODES if MODEL == "synthgen" else project / "datasets" / DATASET
+data = project / "codes" / CODES if trains_on_tokens(MODEL) else project / "datasets" / DATASET
 config = TrainConfig(model=MODEL, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=BATCH_SIZE,
                      segment=SEGMENT, lr=LEARNING_RATE, accumulate=ACCUMULATE)
 plot = LossPlot(run / "metrics.jsonl")
@@ -177,18 +177,8 @@ print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; 
            "itself and the oracle ratio mask (about a second per track on a GPU). SynthMatch: the log-mel distance "
            "(LMD, lower is better) next to random database segments. SynthGen: its validation "
            "cross-entropy, and how much higher it is when the mix is taken away (does it listen to the mix?)."),
-        code('''from synthgen_lib.data import FolderSource
-from synthgen_lib.evaluate import evaluate
-if MODEL == "synthgen":
-    from synthgen_lib.encode import Codes
-    from synthgen_lib.evaluate import conditioning_report
-    print(conditioning_report(result.best, Codes(data).dataset("valid")).format())
-else:
-    models = {RUN: result.best}
-    if MODEL == "synthmatch":  # the baseline it must beat: random segments, same gains and fades
-        from synthgen_lib.models import load_model
-        models["random segments"] = load_model(result.best).with_retrieval("random")
-    print(evaluate(models, FolderSource(project / "datasets" / DATASET)).format())'''),
+        code('''from synthgen_lib.evaluate import evaluate_run
+print(evaluate_run(result.best, data))'''),
     ],
     "04_generate.ipynb": [
         md("# SynthGen — 4. Generate\nPick an input (a dataset example, a path, or an upload) and a model "

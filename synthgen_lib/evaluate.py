@@ -206,6 +206,27 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
     return EvalReport(methods=methods, silent_windows=silent, windows=scored, note=note)
 
 
+def evaluate_run(checkpoint: str | Path, data: str | Path) -> str:
+    """The report that fits a trained checkpoint, as text (what the Train notebook prints).
+
+    A separator or matcher: :func:`evaluate` on the validation tracks of the folder dataset
+    ``data`` (those its training held out), beside the references and the family's own
+    baselines (SynthMatch: random segments). A generator: :func:`conditioning_report` on the
+    validation windows of the token folder ``data``.
+    """
+    from .data import FolderSource
+    from .models import load_model
+
+    model = load_model(checkpoint)
+    if getattr(model, "task", None) == "generator":
+        from .encode import Codes
+
+        return conditioning_report(model, Codes(data).dataset("valid")).format()
+    name = Path(checkpoint).parent.name if Path(checkpoint).stem in ("best", "last") else Path(checkpoint).stem
+    models = {name: checkpoint, **getattr(model, "baselines", dict)()}
+    return evaluate(models, FolderSource(data)).format()
+
+
 def _recorded_validation(models: dict) -> list[str] | None:
     """The validation tracks the checkpoints among ``models`` record (training held them out),
     or ``None`` when none records any. Checkpoints validated on different tracks cannot share

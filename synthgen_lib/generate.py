@@ -62,10 +62,9 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
     from .models.synthgen import SynthGen, SynthGenConfig
 
     if isinstance(model, nn.Module):
-        if getattr(model, "family", None) != "synthgen":
-            raise SynthGenError(f"generate needs a SynthGen model, not a {getattr(model, 'family', type(model).__name__)} "
-                                "model (use separate for those)")
-        return model.to(device).eval()
+        from .models import require_task
+
+        return require_task(model, ("generator",), "generate a synth stem").to(device).eval()
     name = str(model)
     if name in PRETRAINED_MUSICGEN:
         melody = PRETRAINED_MUSICGEN[name]["chroma"]

@@ -311,7 +311,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
     check_model_settings(cfg.model, overrides, "--model-config")  # before any data is read
-    tokens = _trains_on_tokens(cfg.model)
+    tokens = trains_on_tokens(cfg.model)
     if not tokens and "sample_rate" in overrides:  # the audio is read at the model's rate
         cfg = dataclasses.replace(cfg, sample_rate=int(overrides["sample_rate"]))
     if tokens:
@@ -359,7 +359,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     return TrainResult(out, run.step, run.epoch, run.best, run.history)
 
 
-def _trains_on_tokens(family: str) -> bool:
+def trains_on_tokens(family: str) -> bool:
     """Whether a family trains on EnCodec tokens (a folder written by ``encode``), not audio."""
     return getattr(_family_class(family), "trains_on", "audio") == "tokens"
 
@@ -563,7 +563,7 @@ def _initial_model(init: str | Path, cfg: TrainConfig, overrides: dict, run_conf
     if payload["family"] != cfg.model:
         raise CheckpointError(f"{where}: is a '{payload['family']}' checkpoint, not '{cfg.model}' — "
                               "pick the matching --model or another --init")
-    bound = TOKEN_SETTINGS if _trains_on_tokens(cfg.model) else ("sample_rate",)
+    bound = TOKEN_SETTINGS if trains_on_tokens(cfg.model) else ("sample_rate",)
     differ = [f"{k} {payload['config'].get(k)} (this run: {run_config[k]})" for k in bound
               if k in run_config and run_config[k] != payload["config"].get(k)]
     if differ:

@@ -75,3 +75,22 @@ def test_a_checkpoint_is_scored_on_the_tracks_its_training_held_out(tmp_path):
     train(src, tmp_path / "b", TrainConfig(**{**cfg.__dict__, "seed": 6}), tiny, progress=False)  # other tracks
     with pytest.raises(SynthGenError, match="validated on different tracks"):
         evaluate({"a": tmp_path / "a" / "last.pt", "b": tmp_path / "b" / "last.pt"}, src)
+
+
+def test_evaluate_run_reports_what_fits_the_family(tmp_path):
+    """The Train notebook's one call: a separator's table, a matcher's beside its random baseline."""
+    from synthgen_lib.evaluate import evaluate_run
+    from synthgen_lib.prepare import prepare
+    from synthgen_lib.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    prepare("synthetic", output=data, num_tracks=4, track_duration=11.0, seed=2, progress=False)
+    base = dict(epochs=1, batch_size=2, segment=1.0, steps_per_epoch=1, valid_fraction=0.25, valid_segment=2.0)
+    lstm = train(data, tmp_path / "lstm", TrainConfig(model="lstm", **base),
+                 {"n_fft": 256, "hop_length": 64, "n_mels": 16, "hidden_size": 8, "num_layers": 1}, progress=False)
+    text = evaluate_run(lstm.best, data)
+    assert text.splitlines()[1].startswith("lstm ") and "oracle" in text and "random segments" not in text
+    match = train(data, tmp_path / "match", TrainConfig(model="synthmatch", **base),
+                  {"hidden_size": 16, "num_layers": 1, "database_size": 64, "database_examples": 2}, progress=False)
+    text = evaluate_run(match.best, data)
+    assert text.splitlines()[1].startswith("match ") and "random segments" in text

@@ -77,7 +77,8 @@ def test_remix_replaces_the_synth(model):
 def test_wrong_models_and_empty_mixes_get_clear_errors(model):
     from synthgen_lib.models import build_model
 
-    with pytest.raises(SynthGenError, match="not a lstm model"):
+    with pytest.raises(SynthGenError, match="SynthLSTM isolates the synth stem of a mix and cannot generate a synth "
+                       "stem — use 'synthgen separate' with it"):
         load_synthgen(build_model("lstm", {"hidden_size": 8, "num_layers": 1}))
     with pytest.raises(SynthGenError, match="empty"):
         generate(torch.zeros(2, 0), "pad", model, 16000)

@@ -279,6 +279,10 @@ class SynthMatch(nn.Module):
         frames = (self.descriptors(self._pad(synth.mean(1))) - self.synth_mean) / self.synth_std
         return self.render(frames, n)[:, None].expand(b, ch, n).contiguous()
 
+    def baselines(self) -> dict[str, nn.Module]:
+        """What a score of this model is read against: the same database retrieved at random."""
+        return {"random segments": self.with_retrieval("random")}
+
     def with_retrieval(self, retrieval: str) -> "SynthMatch":
         """A copy with the same weights and database that retrieves with ``retrieval``
         (``random``: the baseline)."""
