@@ -214,6 +214,7 @@ def _run_encode(args) -> int:
 
 def _add_generate(sub) -> None:
     from .models import DEFAULT_MUSICGEN
+
     p = sub.add_parser("generate", help="generate a synth stem for audio files with SynthGen",
                        description="For each input X.ext write OUTPUT/X/synth.wav (with --remix also "
                        "removed.wav and remixed.wav: the mix with its synth replaced). Folders are walked.")

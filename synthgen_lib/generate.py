@@ -53,18 +53,14 @@ class Remix:
                           self.sample_rate, bits)
 
 
-def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
-    """A SynthGen model from an instance, a checkpoint (``.pt``), an export folder, ``tiny``
-    or a pretrained MusicGen name (used as released: text, and for melody the Demucs-filtered
-    chroma of the mix; no mix tokens, which only a fine-tuned model has learnt)."""
-    from .models import load_model
-    from .models import PRETRAINED_MUSICGEN
+def open_model(model: str | Path, device: str | torch.device = "cpu", family: str | None = None) -> nn.Module:
+    """Any model a user can name, in eval mode on ``device``: a bundled name or a checkpoint of
+    any family (``family`` given: refuse the others), and for SynthGen also ``tiny``, an export
+    folder or a pretrained MusicGen name (used as released: text, and for melody the
+    Demucs-filtered chroma of the mix; no mix tokens, which only a fine-tuned model has learnt)."""
+    from .models import PRETRAINED_MUSICGEN, load_model
     from .models.synthgen import SynthGen, SynthGenConfig
 
-    if isinstance(model, nn.Module):
-        from .models import require_task
-
-        return require_task(model, ("generator",), "generate a synth stem").to(device).eval()
     name = str(model)
     if name in PRETRAINED_MUSICGEN:
         melody = PRETRAINED_MUSICGEN[name]["chroma"]
@@ -72,7 +68,17 @@ def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
                         device=str(device)).to(device).eval()
     if name == "tiny" or Path(name).is_dir():
         return SynthGen(SynthGenConfig(base=name), device=str(device)).to(device).eval()
-    return load_model(name, family="synthgen", device=device)
+    return load_model(name, family=family, device=device)
+
+
+def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
+    """A SynthGen model from an instance or anything :func:`open_model` opens; other families
+    are refused in one line."""
+    if isinstance(model, nn.Module):
+        from .models import require_task
+
+        return require_task(model, ("generator",), "generate a synth stem").to(device).eval()
+    return open_model(model, device, family="synthgen")
 
 
 @torch.no_grad()

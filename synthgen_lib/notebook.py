@@ -180,12 +180,10 @@ class GeneratePanel:
     def _run(self, model: str, mix):
         """Run the chosen model as its family's task says: a separator gives synth and residual,
         a matcher its rebuilt synth, a generator a new synth (or a remix): ``(result, stems)``."""
-        from .generate import generate, load_synthgen, remix
-        from .models import PRETRAINED_MUSICGEN, load_model
+        from .generate import generate, open_model, remix
         from .separate import separate
 
-        hub_or_folder = model in PRETRAINED_MUSICGEN or model == "tiny" or Path(model).is_dir()
-        net = load_synthgen(model) if hub_or_folder else load_model(model)
+        net = open_model(model)
         task = getattr(net, "task", "separator")
         if task == "generator":
             knobs = dict(temperature=self.temperature.value, top_k=self.top_k.value, top_p=self.top_p.value,

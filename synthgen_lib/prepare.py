@@ -21,7 +21,7 @@ from .audio import SAMPLE_RATE, save_audio
 from .data import TrackSource, make_windows, open_source
 from .data.folder import SPLITS_FILE
 from .data.windows import WindowSet
-from .errors import SynthGenError
+from .errors import DatasetError, SynthGenError
 from .fileio import write_text_atomic
 
 
@@ -162,8 +162,6 @@ def _check_output(out: Path, root: str | Path | None) -> None:
     """Refuse an output folder that would write over files ``prepare`` did not write: the dataset
     folder itself (or a folder inside it, or one holding it), or a folder with files in it and no
     ``prepare.json`` (the mark of a folder this function writes)."""
-    from .errors import DatasetError
-
     target = out.resolve()
     if root is not None and Path(root).is_dir():
         data = Path(root).resolve()

@@ -7,6 +7,7 @@ model's rate and back, and the result has exactly the input's length and channel
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .audio import resample
 from .device import default_device
+from .fileio import write_text_atomic
 
 # Shorter segments than this leave a spectrogram model too few frames to read; longer ones
 # only cost memory (long files are streamed in blocks anyway).
@@ -218,8 +220,6 @@ def _record(path: Path, model, settings: dict) -> dict | None:
 
 
 def _finished(folder: Path, record: dict | None) -> bool:
-    import json
-
     if record is None or not all((folder / n).is_file() for n in (RECORD, "synth.wav", "residual.wav")):
         return False
     try:
@@ -228,12 +228,12 @@ def _finished(folder: Path, record: dict | None) -> bool:
         return False
 
 
-def _peak(path: Path, rate: int, block: float) -> float:
-    """The largest absolute sample of a float file, read block by block."""
-    from .audio import audio_info, load_audio
+def _peak(path: Path, frames: int, rate: int, block: float) -> float:
+    """The largest absolute sample of a float file of ``frames`` samples, read block by block."""
+    from .audio import load_audio
 
-    total, step, peak = audio_info(path).frames, max(1, int(block * rate)), 0.0
-    for start in range(0, max(total, 1), step):
+    step, peak = max(1, int(block * rate)), 0.0
+    for start in range(0, max(frames, 1), step):
         block_audio = load_audio(path, None, None, start / rate, step / rate)
         peak = max(peak, float(block_audio.abs().max()) if block_audio.numel() else 0.0)
     return peak
@@ -251,7 +251,7 @@ def _separate_one(path: Path, folder: Path, net: nn.Module, bits: int, block: fl
     step, pad = int(block * rate), int(context * rate)
     gain, notes = 1.0, []
     if bits != 32 and info.subtype in ("FLOAT", "DOUBLE"):  # float files may go beyond full scale
-        peak = _peak(path, rate, block)
+        peak = _peak(path, info.frames, rate, block)
         if peak > 1.0:
             gain = 1.0 / peak
             notes.append(f"the mix peaks at {20 * math.log10(peak):+.1f} dBFS: both stems were lowered by "
@@ -308,9 +308,5 @@ def separate_files(inputs: list[str | Path], model: nn.Module | str | Path, outp
             yield FileOutcome(path, folder, "failed", str(exc))
             continue
         if record is not None:
-            import json
-
-            from .fileio import write_text_atomic
-
             write_text_atomic(folder / RECORD, json.dumps(record, indent=1))
         yield FileOutcome(path, folder, "separated", note)

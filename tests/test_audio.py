@@ -139,3 +139,20 @@ def test_resample_identity_and_batch_shape():
     x = torch.randn(3, 2, 441)
     assert resample(x, 44100, 44100) is x
     assert resample(x, 44100, 32000).shape == (3, 2, 320)
+
+
+def test_an_mp3_is_counted_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """load_audio reads an MP3's header for every block: its frames are counted once, and again
+    only when the file changes."""
+    import synthgen_lib.audio as audio
+
+    path = tmp_path / "song.mp3"
+    sf.write(str(path), tone(2.0, 44100).T, 44100, format="MP3")
+    reads = []
+    original = audio.Path.read_bytes
+    monkeypatch.setattr(audio.Path, "read_bytes", lambda self: (reads.append(self.name), original(self))[1])
+    for start in (0.0, 0.5, 1.0):
+        load_audio(path, None, offset=start, duration=0.5)
+    assert reads.count("song.mp3") == 1
+    sf.write(str(path), tone(3.0, 44100).T, 44100, format="MP3")  # a new version of the file
+    assert abs(audio_info(path).duration - 3.0) < 0.1 and reads.count("song.mp3") == 2
