@@ -111,6 +111,45 @@ def _run_prepare(args) -> int:
     return 0
 
 
+def _add_download(sub) -> None:
+    from .archives import DATASETS
+
+    names = ", ".join(f"{name} ({d.about})" for name, d in DATASETS.items())
+    p = sub.add_parser("download", help="download and unpack a dataset: MUSDB18, Slakh2100, or any archive's link",
+                       description="Download a dataset archive (zip, tar, tar.gz) and unpack it into --output, then "
+                       "print the 'prepare' command that reads it. Running it again resumes an interrupted "
+                       f"download, or does nothing when it is complete. Named datasets: {names}.")
+    p.add_argument("dataset", type=_text, metavar="DATASET", help=f"{', '.join(DATASETS)}, an http(s) URL, a Google "
+                   "Drive file or folder link, or an archive on disk")
+    p.add_argument("--output", required=True, help="the dataset folder to create (missing or empty)")
+    p.add_argument("--url", type=_text, help="named datasets: download from this link instead (a mirror, the link "
+                   "Zenodo gives after an access request, a Drive copy)")
+    p.add_argument("--sha256", help="the archive's expected SHA-256 (checked before unpacking)")
+    p.add_argument("--tracks", type=_positive(int), help="Slakh: keep the first N tracks with a synth stem and stop "
+                   "downloading there")
+    p.add_argument("--synth-only", action="store_true", help="Slakh: keep only the synth lead/pad stems (with the "
+                   "mix and metadata)")
+    p.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive next to --output")
+    p.set_defaults(func=_run_download)
+
+
+def _run_download(args) -> int:
+    import shlex
+
+    from .archives import dataset_source, download_dataset
+
+    root = download_dataset(args.dataset, args.output, args.sha256, url=args.url, tracks=args.tracks,
+                            synth_only=args.synth_only, keep_archive=args.keep_archive)
+    kind = dataset_source(root)
+    print(f"{args.dataset} is in {root}")
+    if kind:
+        print(f"next: synthgen prepare --source {kind} --root {shlex.quote(str(root))}")
+    else:
+        print("its layout is not one SynthGen reads directly (mix/ + synth/, MUSDB18 or Slakh) — look inside and "
+              "point --root at the dataset folder")
+    return 0
+
+
 def _add_train(sub) -> None:
     from .train import TrainConfig
 
@@ -378,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the synth stem of a music mix.")
     parser.add_argument("--version", action="version", version=f"synthgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_download(sub)
     _add_prepare(sub)
     _add_encode(sub)
     _add_train(sub)

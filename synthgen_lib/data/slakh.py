@@ -10,14 +10,22 @@ programs 80-95). Those stems are summed into the synth target; the mix is ``mix.
 sum of all stems), or the sum of the stem files when it is missing. A stem counts as present
 when its file exists (``audio_rendered`` is unreliable in some releases). Tracks with no synth
 stem are skipped and counted.
+
+:func:`unpack_slakh` writes this layout from the published archives (Slakh2100-redux,
+BabySlakh) read as a stream: the first N tracks with a synth stem, optionally only their synth
+stems, without the MIDI files — so a usable subset never needs the whole 100 GB.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import shutil
+import tarfile
+from pathlib import Path, PurePosixPath
 
 import torch
 import yaml
 
+from ..archives import extract_tar_member, is_junk
 from ..audio import AUDIO_EXTENSIONS, audio_info, load_audio
 from ..download import confined
 from ..errors import AudioError, DatasetError
@@ -84,10 +92,15 @@ class SlakhSource(TrackSource):
         except DatasetError as exc:
             self.problems.add("unsafe audio_dir in metadata.yaml (skipped)", str(exc))
             return
+        mix_path = next((track_dir / f"mix{e}" for e in AUDIO_EXTENSIONS if (track_dir / f"mix{e}").is_file()), None)
         synth, other, synth_names, other_names = [], [], [], []
         for key, stem in sorted((meta.get("stems") or {}).items()):
             path = _stem_file(stems_dir, key)
-            if path is None or not isinstance(stem, dict):
+            if not isinstance(stem, dict):
+                continue
+            if path is None:  # a stem left out (e.g. by a synth-only download) is still heard in the mix
+                if mix_path and not is_synth_stem(stem) and stem.get("audio_rendered", True):
+                    other_names.append(str(stem.get("inst_class") or key).lower())
                 continue
             name = stem.get("midi_program_name") or stem.get("inst_class") or key
             if is_synth_stem(stem):
@@ -99,7 +112,6 @@ class SlakhSource(TrackSource):
         if not synth:
             self.problems.add("no synth lead/pad stem (skipped)", track_dir.name)
             return
-        mix_path = next((track_dir / f"mix{e}" for e in AUDIO_EXTENSIONS if (track_dir / f"mix{e}").is_file()), None)
         try:
             duration = min(audio_info(p).duration for p in ([mix_path] if mix_path else []) + synth)
         except AudioError as exc:
@@ -123,3 +135,102 @@ class SlakhSource(TrackSource):
         synth = total(synth_paths)
         mix = load_audio(mix_path, sample_rate, None, offset, span) if mix_path else total(synth_paths + other_paths)
         return mix, synth
+
+
+_TRACK = re.compile(r"Track\d+$")
+
+
+def _place(name: str) -> tuple[str | None, str, tuple[str, ...]] | None:
+    """``(split folder or None, track, path inside the track)`` of an archive member, or
+    ``None`` for a member outside any ``TrackNNNNN`` folder."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    for i, part in enumerate(parts):
+        if _TRACK.match(part):
+            split = parts[i - 1] if i and parts[i - 1] in (*SPLIT_FOLDERS, "omitted") else None
+            return split, part, parts[i + 1:]
+    return None
+
+
+def _wanted(inside: tuple[str, ...]) -> bool:
+    """The files :class:`SlakhSource` reads: ``metadata.yaml``, ``mix.*`` and the stems (no MIDI)."""
+    if len(inside) == 1:
+        return inside[0] == "metadata.yaml" or PurePosixPath(inside[0]).stem == "mix"
+    return len(inside) > 1 and inside[0] != "MIDI" and not inside[-1].endswith(".mid")
+
+
+def _finish(track: Path, final: Path, synth_only: bool) -> bool:
+    """Move a fully read track into place if it has a synth stem (dropping its other stems with
+    ``synth_only`` when a mix keeps them audible); otherwise delete it. Returns whether it was kept."""
+    try:
+        meta = yaml.safe_load((track / "metadata.yaml").read_text(encoding="utf-8")) or {}
+        stems_dir = confined(track, str(meta.get("audio_dir") or "stems"))
+        stems = {k: v for k, v in (meta.get("stems") or {}).items() if isinstance(v, dict)}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, DatasetError):
+        stems, stems_dir = {}, track
+    synth = {key for key, stem in stems.items() if is_synth_stem(stem) and _stem_file(stems_dir, key)}
+    if not synth:
+        shutil.rmtree(track)
+        return False
+    if synth_only and any((track / f"mix{e}").is_file() for e in AUDIO_EXTENSIONS):
+        for path in stems_dir.iterdir():
+            if path.is_file() and path.stem not in synth:
+                path.unlink()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    track.replace(final)
+    return True
+
+
+def unpack_slakh(tar: tarfile.TarFile, dest: str | Path, tracks: int | None = None, synth_only: bool = False,
+                 progress: bool = False) -> int:
+    """Unpack the Slakh tracks of an archive read as a stream into the layout :class:`SlakhSource`
+    reads; returns the number of tracks in ``dest``.
+
+    Only ``metadata.yaml``, ``mix.*`` and the stems are written (MIDI files and ``omitted/``
+    are skipped); a track without a synth lead/pad stem is dropped and not counted. Tracks
+    already in ``dest`` are kept and skipped, so an interrupted run continues.
+
+    Args:
+        tar: the archive (``slakh2100_flac_redux.tar.gz``, ``babyslakh_16k.tar.gz``) opened
+            with :func:`synthgen_lib.archives.tar_stream`.
+        dest: the dataset folder.
+        tracks: stop reading after this many tracks. They are written straight under ``dest``
+            (no split folders: a prefix of the archive may all be ``train``, and
+            ``--valid-fraction`` then holds some out); ``None`` keeps every track in its split
+            folder.
+        synth_only: keep only the synth stems (the mix still has the whole arrangement).
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    incoming = dest / ".incoming"
+    shutil.rmtree(incoming, ignore_errors=True)  # a track cut short by an interruption
+    done = {p.name for p in [*dest.glob("Track*"), *dest.glob("*/Track*")] if (p / "metadata.yaml").is_file()}
+    if tracks is not None and len(done) >= tracks:
+        return len(done)
+    current: tuple[str | None, str] | None = None
+    with tqdm(total=tracks, initial=len(done), desc="slakh tracks", unit=" tracks", disable=not progress) as bar:
+        def finish() -> None:
+            split, name = current
+            final = dest / name if tracks is not None or split is None else dest / split / name
+            if _finish(incoming / name, final, synth_only):
+                done.add(name)
+                bar.update()
+
+        for member in tar:
+            place = _place(member.name)
+            if place is None or place[0] == "omitted" or is_junk(member.name):
+                continue
+            split, name, inside = place
+            if current is not None and current[1] != name:
+                finish()
+                current = None
+            if tracks is not None and len(done) >= tracks:
+                break  # stop reading: the rest of the archive is never downloaded
+            if name in done or not _wanted(inside) or not (member.isfile() or member.issym() or member.islnk()):
+                continue
+            current = (split, name)
+            extract_tar_member(tar, member, incoming / name, "/".join(inside))
+        if current is not None and (tracks is None or len(done) < tracks):
+            finish()
+    shutil.rmtree(incoming, ignore_errors=True)
+    return len(done)
