@@ -6,31 +6,48 @@ forms; papermill injects the quick settings in the tests).
 """
 from __future__ import annotations
 
+import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
+# the repository the install cell fetches: set in one place, pyproject.toml's [tool.synthgen]
+REPOSITORY = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["tool"]["synthgen"]
 
-INSTALL = '''# On Colab: fetch SynthGen and install it next to Colab's own torch (about 2 minutes).
-# Elsewhere (plain Jupyter, the tests) SynthGen is already installed and this does nothing.
+INSTALL = '''# On Colab: fetch SynthGen and install it beside Colab's own torch (about 2 minutes). REPO_URL is the
+# repository (REPO_REF: a tag or commit, empty for the default branch) or a copy of it on Drive, a folder
+# or a .zip. A failure stops here with one line. Elsewhere SynthGen is already installed: nothing to do.
 import sys
 if "google.colab" in sys.modules:
-    !test -d synthgen || git clone -q --depth 1 {REPO_URL} synthgen
-    %pip install -q -r synthgen/requirements.txt
-    %pip install -q --no-deps -r synthgen/requirements-nodeps.txt
-    %pip install -q --no-deps -e synthgen
-    sys.path.insert(0, "synthgen")'''
+    import os, runpy, subprocess, zipfile
+    from pathlib import Path
+    SCRIPT, local = "synthgen_lib/colab_install.py", Path(REPO_URL).expanduser()
+    if zipfile.is_zipfile(local):  # unpack the copy first: its installer is inside
+        zipfile.ZipFile(local).extractall("synthgen-zip")
+        local = next(Path("synthgen-zip").glob(f"**/{SCRIPT}"), Path("synthgen-zip/none")).parents[1]
+    elif not local.is_dir() and not Path("synthgen", SCRIPT).is_file():
+        os.environ["GIT_TERMINAL_PROMPT"] = "0"  # a private or mistyped URL fails instead of asking
+        clone = subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "synthgen"], capture_output=True, text=True)
+        if clone.returncode:
+            raise SystemExit(f"install stopped: git could not clone {REPO_URL} ({clone.stderr.strip().splitlines()[-1]})"
+                             " — check REPO_URL, or set it to a copy of SynthGen on Drive (a folder or a .zip)")
+    installer = runpy.run_path(str((local if local.is_dir() else Path("synthgen")) / SCRIPT))
+    print(installer["install"](str(local) if local.is_dir() else REPO_URL, REPO_REF, "synthgen"))'''
 
-PROJECT = '''from synthgen_lib.notebook import project_folder
+PROJECT = '''from synthgen_lib.notebook import gpu_gate, project_folder
 project = project_folder(PROJECT, USE_DRIVE, LOCAL_ROOT)
-print("project folder:", project)'''
+print("project folder:", project)
+QUICK = gpu_gate(QUICK, RUN_ON_CPU)  # no GPU: only the quick settings, unless RUN_ON_CPU'''
 
-COMMON_PARAMS = '''PROJECT = "SynthGen"  #@param {type:"string"}
-USE_DRIVE = True  #@param {type:"boolean"}
-REPO_URL = "https://github.com/synthgen/synthgen"  #@param {type:"string"}
+COMMON_PARAMS = f'''PROJECT = "SynthGen"  #@param {{type:"string"}}
+USE_DRIVE = True  #@param {{type:"boolean"}}
+REPO_URL = "{REPOSITORY["repository"]}"  #@param {{type:"string"}}
+REPO_REF = "{REPOSITORY["ref"]}"  #@param {{type:"string"}}
 LOCAL_ROOT = "."  # where the project folder goes outside Colab
-QUICK = False  #@param {type:"boolean"}'''
+QUICK = False  #@param {{type:"boolean"}}
+RUN_ON_CPU = False  #@param {{type:"boolean"}}'''
 
 
 def md(text: str):
@@ -90,19 +107,36 @@ TRACK_DURATION = 30.0  #@param {type:"number"}
 WINDOW = 10.0  #@param {type:"number"}
 HOP = 5.0  #@param {type:"number"}
 SYNTHGEN = "none"  #@param ["none", "facebook/musicgen-melody", "facebook/musicgen-small", "tiny"]
-SYNTHGEN_CONFIG = {}''', tags=["parameters"]),
-        code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU, and the offline tiny SynthGen
-    TRACKS, TRACK_DURATION = 4, 11.0
-    SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
+SYNTHGEN_CONFIG = {}
+GET_DATA = "none"  #@param ["none", "musdb-sample", "musdb-hq", "slakh", "babyslakh", "link"]
+GET_LINK = ""  #@param {type:"string"}
+GET_TRACKS = 20  #@param {type:"integer"}
+GET_SYNTH_ONLY = True  #@param {type:"boolean"}
+GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook (instant when already done). The `sampled` "
            "source plays the generator's scores with real instrument samples, the `scores` source plays real "
            "pieces (score files in `ROOT`, or the music21 corpus when `ROOT` is empty) with a synth part; on Colab "
            "this installs FluidSynth and the FluidR3 General MIDI SoundFont for them (about 30 seconds). "
            "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are)."),
-        code(INSTALL + '''
-    if SOURCE in ("sampled", "scores"):
-        !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
+        code(INSTALL),
+        code('''if "google.colab" in sys.modules and SOURCE in ("sampled", "scores"):
+    !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
         code(PROJECT),
+        code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU, and the offline tiny SynthGen
+    TRACKS, TRACK_DURATION = 4, 11.0
+    SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
+        md("## Optional: download a real dataset\n`GET_DATA` fetches and unpacks one into the project folder "
+           "(`downloads/`) and points `SOURCE` and `ROOT` at it: the MUSDB18 7-second sample or MUSDB18-HQ (about "
+           "23 GB; Zenodo may ask you to request access, then paste its link in `GET_LINK`), Slakh2100 streamed and "
+           "cut to `GET_TRACKS` tracks (with `GET_SYNTH_ONLY`, only the synth stems are kept: the full set is "
+           "100 GB), the small BabySlakh, or `link`: any zip/tar/tar.gz archive URL or Google Drive file or folder "
+           "link in `GET_LINK` (e.g. your own `mix/`, `synth/`, `description/` folders, zipped). Interrupted? Run "
+           "it again: the download resumes, and a finished one is not fetched again. Where each dataset comes from: "
+           "docs/data.md."),
+        code('''from synthgen_lib.notebook import get_dataset
+got = get_dataset(GET_DATA, project, GET_LINK, tracks=GET_TRACKS, synth_only=GET_SYNTH_ONLY, sha256=GET_SHA256)
+if got:
+    SOURCE, ROOT = got'''),
         md("## Write the dataset\nThe synthetic set renders at about 25x realtime on one CPU core (64 tracks of 30 s: "
            "about 1.5 minutes), the sampled set at about 10x (FluidSynth, about 3 minutes); other sources are "
            "converted. Interrupted? Run it again: finished tracks are kept."),
@@ -117,7 +151,10 @@ from synthgen_lib.display import comparison_html
 from synthgen_lib.notebook import show
 source = FolderSource(dataset)
 windows = make_windows(source.tracks(), WINDOW, HOP)
-for window in (windows.of("valid") or windows.of("train"))[:2]:
+first = {}  # the first window of two different tracks
+for window in windows.of("valid") or windows.of("train"):
+    first.setdefault(window.track, window)
+for window in list(first.values())[:2]:
     audio = source.load(window.track, 32000, 2, window.start, window.length)
     show(comparison_html({"mix": audio.mix, "synth": audio.synth}, 32000,
                          title=f"{window.track} from {window.start:g} s — {audio.description}"))'''),
@@ -152,6 +189,9 @@ SEGMENT = 4.0  #@param {type:"number"}
 LEARNING_RATE = 0.001  #@param {type:"number"}
 INIT = ""  #@param {type:"string"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
+        md("## Install and project folder\nSame as the Setup notebook."),
+        code(INSTALL),
+        code(PROJECT),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
     EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
     MODEL_CONFIG = {} if INIT else {"lstm": {"hidden_size": 32, "num_layers": 1, "n_mels": 32},
@@ -159,9 +199,6 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
                     "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
 elif not MODEL_CONFIG:  # SynthGen: LoRA + checkpointing fit a T4 with musicgen-melody
     MODEL_CONFIG = {"synthgen": {"lora_rank": 16, "gradient_checkpointing": True}}.get(MODEL, {})'''),
-        md("## Install and project folder\nSame as the Setup notebook."),
-        code(INSTALL),
-        code(PROJECT),
         md("## Train\nOn a T4 GPU an epoch of the default settings takes well under a minute; on a CPU about 2 "
            "minutes (SynthLSTM). Mixed precision switches on by itself on a GPU."),
         code('''from synthgen_lib.notebook import LossPlot
@@ -182,19 +219,23 @@ print(evaluate_run(result.best, data))'''),
     ],
     "04_generate.ipynb": [
         md("# SynthGen — 4. Generate\nPick an input (a dataset example, a path, or an upload) and a model "
-           "(bundled, one you trained, or pretrained MusicGen), press **Generate**, and listen. Separation models "
-           "isolate the synth: mix, synth, residual and the reference when there is one, with spectrograms and "
-           "SI-SDR. SynthGen models write a new synth for the mix from your description (and with *remix*, put it "
-           "in place of the old one); the sampling knobs apply to them. Stems are saved in the project folder (and "
-           "downloaded on Colab)."),
+           "(bundled, one you trained, any checkpoint path in `MODEL`, or pretrained MusicGen), press **Generate**, "
+           "and listen. Separation models isolate the synth: mix, synth, residual and the reference when there is "
+           "one, with spectrograms and SI-SDR beside the mix's own. SynthGen models write a new synth for the mix "
+           "from your description (and with *remix*, put it in place of the old one); only the selected family's "
+           "controls are shown. Each result gets its own folder under `generated/` in the project folder, with "
+           "24-bit stems and `stems.zip` (downloaded on Colab); the players hold MP3 previews."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
 MODEL = ""  #@param {type:"string"}
+UPLOAD = False  #@param {type:"boolean"}
 AUTO_RUN = False  # press Generate for me (used by the headless tests)''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
         code(PROJECT),
-        md("## Inputs\nThe bundled example plus the validation tracks of your dataset, if you made one."),
+        md("## Inputs\nThe bundled example plus the validation tracks of your dataset, if you made one. With "
+           "`UPLOAD` ticked, Colab asks for audio files to upload (its own dialog: the panel's upload button is for "
+           "Jupyter, and fails on Colab above about 1 MB)."),
         code('''from synthgen_lib.data import FolderSource, make_windows
 from synthgen_lib.demo import EXAMPLE_DIR
 inputs = {"bundled example": EXAMPLE_DIR / "mix" / "example.flac"}
@@ -204,12 +245,15 @@ if (project / "datasets" / DATASET / "mix").is_dir():
     for name, split in sorted(make_windows(data.tracks()).splits.items()):
         if split == "valid":
             inputs[name], references[name] = data.mix_files[name], data.synth_files[name]
+if UPLOAD:
+    from synthgen_lib.notebook import upload_audio
+    inputs.update(upload_audio(project))
 print(len(inputs), "inputs")'''),
         md("## The panel\nSeparation takes a few seconds per minute of audio on a CPU. SynthGen writes the stem token by "
            "token, which is much slower: use a GPU runtime for the MusicGen models."),
         code('''from IPython.display import display
 from synthgen_lib.notebook import GeneratePanel
-panel = GeneratePanel(project, inputs, references, model=MODEL or None)
+panel = GeneratePanel(project, inputs, references, model=MODEL or None, quick=QUICK)
 if panel.known_descriptions():  # fine-tuned SynthGen follows its training descriptions best
     print("closest training descriptions:", *panel.closest(), sep="\\n  ")
 display(panel.widget)'''),
@@ -219,7 +263,8 @@ display(panel.widget)'''),
 }
 
 
-def main() -> None:
+def main(folder: Path = HERE) -> None:
+    """Write the notebooks into ``folder`` (the repository's notebooks/ by default)."""
     for name, cells in NOTEBOOKS.items():
         for i, cell in enumerate(cells):  # stable ids, so rebuilding changes only edited cells
             cell.id = f"{name.split('_')[0]}-{i:02d}"
@@ -227,9 +272,9 @@ def main() -> None:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.metadata["accelerator"] = "GPU"
         nb.metadata["colab"] = {"provenance": [], "gpuType": "T4"}
-        nbformat.write(nb, HERE / name)
-        print("wrote", HERE / name)
+        nbformat.write(nb, folder / name)
+        print("wrote", folder / name)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

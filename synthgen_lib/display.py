@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import wav_bytes
+from .audio import mp3_bytes, wav_bytes
 
 
 def _as_numpy(wav) -> np.ndarray:
@@ -23,14 +23,18 @@ def _as_numpy(wav) -> np.ndarray:
     return data[None] if data.ndim == 1 else data
 
 
-def audio_html(wav, sample_rate: int, label: str | None = None, src: str | None = None) -> str:
-    """An ``<audio controls>`` element; the audio is embedded unless ``src`` (a URL or a path
+def audio_html(wav, sample_rate: int, label: str | None = None, src: str | None = None,
+               compressed: bool = False) -> str:
+    """An ``<audio controls>`` element; the audio is embedded (as 16-bit WAV, or with
+    ``compressed`` as an MP3 preview about a tenth of the size) unless ``src`` (a URL or a path
     relative to the page) is given."""
     data = _as_numpy(wav)
     if data.ndim == 3:
-        return "".join(audio_html(x, sample_rate, f"{label or ''} {i}") for i, x in enumerate(data))
+        return "".join(audio_html(x, sample_rate, f"{label or ''} {i}", compressed=compressed)
+                       for i, x in enumerate(data))
     if src is None:
-        src = "data:audio/wav;base64," + base64.b64encode(wav_bytes(data, sample_rate)).decode("ascii")
+        kind, encoded = ("mpeg", mp3_bytes(data, sample_rate)) if compressed else ("wav", wav_bytes(data, sample_rate))
+        src = f"data:audio/{kind};base64," + base64.b64encode(encoded).decode("ascii")
     title = f"<div class='sg-label'>{html.escape(label)}</div>" if label else ""
     return (f"{title}<audio controls preload='auto' data-duration='{data.shape[-1] / sample_rate:.3f}' "
             f"src='{html.escape(src, quote=True)}'></audio>")
@@ -70,19 +74,27 @@ def _img(png: bytes) -> str:
 
 
 def comparison_html(stems: dict[str, object], sample_rate: int, title: str = "",
-                    scores: dict[str, float | str] | None = None, links: dict[str, str] | None = None) -> str:
+                    scores: dict[str, float | str] | None = None, links: dict[str, str] | None = None,
+                    compressed: bool = False, max_seconds: float | None = None) -> str:
     """One row per stem (e.g. mix / synth / residual / reference): label, player, spectrogram.
 
     ``scores`` are shown next to the matching rows: a number as SI-SDR (``{"synth": 12.3}``),
     a string as written (``{"synth": "log-mel distance 9.1 dB"}``); ``links`` maps stem names
-    to audio files the players should load instead of embedding.
+    to audio files the players should load instead of embedding. ``compressed`` embeds MP3
+    previews instead of WAV, and ``max_seconds`` keeps only the start of longer stems (the
+    notebooks' outputs stay a few MB for a whole song; the saved stems are complete).
     """
     rows = []
+    cut = None if max_seconds is None else int(max_seconds * sample_rate)
     for name, wav in stems.items():
+        data = _as_numpy(wav)
         value = (scores or {}).get(name)
         score = "" if value is None else f" — {value}" if isinstance(value, str) else f" — SI-SDR {value:.1f} dB"
-        rows.append(f"<tr><td class='sg-name'>{html.escape(name)}{score}</td><td>{audio_html(wav, sample_rate, src=(links or {}).get(name))}</td>"
-                    f"<td>{_img(spectrogram_png(wav, sample_rate))}</td></tr>")
+        if cut is not None and data.shape[-1] > cut:
+            data, score = data[..., :cut], f"{score} (first {max_seconds:g} s)"
+        player = audio_html(data, sample_rate, src=(links or {}).get(name), compressed=compressed)
+        rows.append(f"<tr><td class='sg-name'>{html.escape(name)}{html.escape(score)}</td><td>{player}</td>"
+                    f"<td>{_img(spectrogram_png(data, sample_rate))}</td></tr>")
     head = f"<h2>{html.escape(title)}</h2>" if title else ""
     return f"{head}<table class='sg-compare'>{''.join(rows)}</table>"
 

@@ -9,6 +9,7 @@ length, sample rate and channel count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,18 @@ def open_model(model: str | Path, device: str | torch.device = "cpu", family: st
     return load_model(name, family=family, device=device)
 
 
+def model_class(model: str | Path) -> type[nn.Module]:
+    """The family class :func:`open_model` would build for ``model``, without building it (its
+    ``task`` and ``options`` say what it does and takes): a checkpoint's header is read, a
+    pretrained MusicGen name, ``tiny`` or an export folder is SynthGen."""
+    from .models import PRETRAINED_MUSICGEN, family_class, load_checkpoint
+
+    name = str(model)
+    if name in PRETRAINED_MUSICGEN or name == "tiny" or Path(name).is_dir():
+        return family_class("synthgen")
+    return family_class(load_checkpoint(name)["family"])
+
+
 def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:
     """A SynthGen model from an instance or anything :func:`open_model` opens; other families
     are refused in one line."""
@@ -86,7 +99,8 @@ def generate(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MU
              sample_rate: int | None = None, *, window: float | None = None, overlap: float = 2.0,
              use_sampling: bool = True, temperature: float = 1.0, top_k: int = 250, top_p: float = 0.0,
              cfg_coef: float = 3.0, seed: int | None = 0, primer: torch.Tensor | None = None,
-             device: str | torch.device | None = None, progress: bool = False) -> Generation:
+             device: str | torch.device | None = None,
+             progress: bool | Callable[[int, int], None] = False) -> Generation:
     """Generate a synth stem for ``mix``.
 
     Args:
@@ -107,7 +121,8 @@ def generate(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MU
             ``sample_rate``: the stem starts with it unchanged and the model carries on from its
             tokens (the first window's prompt). Longer than the mix: cut to the mix.
         device: default CUDA when available.
-        progress: show a progress bar over windows.
+        progress: ``True`` shows a progress bar over windows; a function is called with
+            (windows done, windows) instead.
     Returns:
         :class:`Generation` with ``synth`` shaped like ``mix``, at its rate.
     """
@@ -140,7 +155,9 @@ def generate(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MU
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         if seed is not None:
             torch.manual_seed(seed)
-        for i, start in enumerate(tqdm(starts, desc="generating", disable=not progress, leave=False)):
+        for i, start in enumerate(tqdm(starts, desc="generating", disable=progress is not True, leave=False)):
+            if callable(progress):
+                progress(i, len(starts))
             frames = min(size, total - start)
             piece = mono[:, start * hop:(start + frames) * hop][None].to(dev)
             mix_codes = net.encode_audio(piece)[..., :frames]
@@ -157,6 +174,8 @@ def generate(mix: torch.Tensor, description: str | None = None, model=DEFAULT_MU
             a = start * hop
             out[a:a + fade] = out[a:a + fade] * (1 - ramp) + audio[:fade] * ramp
             out[a + fade:a + audio.shape[-1]] = audio[fade:]
+    if callable(progress):
+        progress(len(starts), len(starts))
     synth = resample(out[None], rate, sample_rate)
     n = x.shape[-1]
     synth = nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n]

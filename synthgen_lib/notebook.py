@@ -37,6 +37,28 @@ def project_folder(name: str = "SynthGen", use_drive: bool = True, local_root: s
     return folder
 
 
+CPU_RUNTIME = ("No GPU on this runtime. To get one: Runtime → Change runtime type → T4 GPU, then "
+               "Runtime → Run all.")
+
+
+def gpu_gate(quick: bool, run_on_cpu: bool = False, gpu: bool | None = None) -> bool:
+    """The QUICK setting a notebook should run with, after one message on a runtime without a GPU.
+
+    Training and SynthGen generation at the full settings take hours on a CPU, so there only the
+    quick settings run unless the user ticked ``run_on_cpu``. With a GPU, ``quick`` is kept and
+    nothing is printed. ``gpu`` overrides the detection (tests).
+    """
+    if torch.cuda.is_available() if gpu is None else gpu:
+        return quick
+    if run_on_cpu:
+        print(f"{CPU_RUNTIME} Running the {'QUICK' if quick else 'full'} settings on the CPU, as RUN_ON_CPU asks "
+              "(the full ones take hours).")
+        return quick
+    print(f"{CPU_RUNTIME} Running the QUICK settings{'' if quick else ' instead of the full ones'} (tiny data "
+          "and models, minutes); tick RUN_ON_CPU to run the full settings on the CPU anyway (hours).")
+    return True
+
+
 def environment_report() -> str:
     """Python, torch, device (GPU name and memory), CPU cores and free memory, in a few lines."""
     from . import __version__
@@ -85,62 +107,187 @@ class LossPlot:
             self._handle.update(image)
 
 
+class CellStop(SystemExit):
+    """Stops "Run all" at a notebook cell with one line (no traceback): the cells after it would
+    only work on the wrong data."""
+
+
+def get_dataset(choice: str, project: str | Path, link: str = "", tracks: int | None = None,
+                synth_only: bool = True, sha256: str = "") -> tuple[str, str] | None:
+    """The Encode notebook's download step: fetch and unpack ``choice`` (``musdb-sample``,
+    ``musdb-hq``, ``slakh``, ``babyslakh``, or ``link``: an archive URL or Drive file/folder
+    link in ``link``) into ``project/downloads/NAME``, and return the ``(SOURCE, ROOT)`` the
+    next cells should read; ``None`` for ``"none"``. For a named dataset, ``link`` replaces its
+    download link (a mirror, Zenodo's access link, a Drive copy). Reruns return at once;
+    interrupted downloads resume.
+
+    Raises:
+        CellStop: one line naming what failed (no network, not found, not shared, quota...).
+    """
+    from .archives import dataset_source, download_dataset
+    from .download import drive_id
+    from .errors import SynthGenError
+
+    link = link.strip()
+    if choice == "none":
+        print("nothing to download (GET_DATA is 'none'): SOURCE and ROOT stay as set above")
+        return None
+    slakh = choice in ("slakh", "babyslakh")
+    tracks = int(tracks) if slakh and tracks else None
+    if choice == "link":
+        if not link:
+            raise CellStop("error: GET_DATA is 'link' but GET_LINK is empty — paste an archive URL or a Drive link")
+        name = drive_id(link) or Path(link.split("?")[0]).name.split(".")[0] or "dataset"
+    else:
+        name = choice + (f"-{tracks}" if tracks else "") + ("-synth" if slakh and synth_only else "")
+    try:
+        root = download_dataset(link if choice == "link" else choice, Path(project) / "downloads" / name,
+                                sha256.strip() or None, url=None if choice == "link" else link or None,
+                                tracks=tracks, synth_only=slakh and synth_only)
+    except SynthGenError as exc:
+        raise CellStop(f"error: {exc}") from None
+    source = dataset_source(root) or "folder"
+    print(f"{choice} is in {root}; the next cells read it as SOURCE = {source!r}, ROOT = {str(root)!r}")
+    return source, str(root)
+
+
+def upload_audio(project: str | Path) -> dict[str, Path]:
+    """On Colab, Colab's own upload dialog (the widget upload fails there above about 1 MB):
+    the chosen files are saved under ``project/uploads``; returns ``{name: path}``. Elsewhere
+    nothing happens (use the panel's upload button or path box)."""
+    if not in_colab():
+        print("not on Colab: use the panel's upload button or its path box")
+        return {}
+    from google.colab import files  # type: ignore[import-not-found]
+
+    from .fileio import atomic_path
+
+    saved = {}
+    for name, content in files.upload().items():
+        path = Path(project) / "uploads" / Path(name).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(content)
+        saved[path.stem] = path
+    print(f"uploaded {len(saved)} file(s) to {Path(project) / 'uploads'}")
+    return saved
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return "-".join(part for part in keep.split("-") if part)[:limit].strip("-")
+
+
 class GeneratePanel:
     """The Generate notebook's panel: pick an input and a model, press Generate, listen.
 
-    Separation models (SynthLSTM, SynthEncoder) isolate the synth; SynthGen models generate a
-    new one for the mix (or, with *remix*, replace the old one) from the description and the
-    sampling knobs, which apply to SynthGen only.
+    Separation models (SynthLSTM, SynthEncoder) isolate the synth, SynthMatch rebuilds it;
+    SynthGen models generate a new one for the mix (or, with *remix*, replace the old one) from
+    the description and the sampling knobs. Only the controls of the selected model's family
+    are shown. While it runs the button is disabled and a progress bar moves; any error is one
+    line in the panel. Each result gets its own folder under ``project/generated`` (input,
+    model and settings in its name, never overwritten) with 24-bit stems and ``stems.zip``;
+    the players hold MP3 previews of at most ``preview_seconds``.
 
     Args:
-        project: the project folder; stems are saved under ``project/generated``, and
-            checkpoints found under ``project/runs`` are offered next to the bundled models
-            and the pretrained MusicGen models.
+        project: the project folder; checkpoints under ``project/runs`` are offered next to the
+            bundled models and the pretrained MusicGen models.
         inputs: ``{label: path}`` of audio files to offer (e.g. dataset examples).
         references: ``{label: path}`` of reference synth stems for those inputs (for SI-SDR).
-        model: the model selected at first (default: the first bundled one).
+        model: the model selected at first: a bundled name, a pretrained name or any
+            checkpoint path (added to the list when it is not there).
+        quick: generate at most ``QUICK_SECONDS`` of the input with a SynthGen model (the GPU
+            gate's setting on a CPU runtime; separation is fast enough on a CPU).
+        preview_seconds: the longest preview the players embed.
     """
 
-    def __init__(self, project: str | Path, inputs: dict[str, str | Path],
-                 references: dict[str, str | Path] | None = None, model: str | None = None):
-        import ipywidgets as w
+    QUICK_SECONDS = 30.0
 
-        from .models import PRETRAINED_MUSICGEN, list_models
+    def __init__(self, project: str | Path, inputs: dict[str, str | Path],
+                 references: dict[str, str | Path] | None = None, model: str | None = None,
+                 quick: bool = False, preview_seconds: float = 90.0):
+        import ipywidgets as w
 
         self.project = Path(project)
         self.references = {k: Path(v) for k, v in (references or {}).items()}
-        models = [name for name, _, _, present in list_models() if present]
-        models += sorted(str(p) for p in (self.project / "runs").glob("*/best.pt"))
-        models += list(PRETRAINED_MUSICGEN)
-        self.source = w.Dropdown(options=list(inputs.items()), description="input")
-        self.path = w.Text(placeholder="or a path to an audio file", description="path")
-        self.upload = w.FileUpload(accept="audio/*", multiple=False, description="upload")
-        self.model = w.Dropdown(options=models, value=model or models[0], description="model")
-        self.wiener = w.Checkbox(value=False, description="Wiener refinement (SynthLSTM)")
-        self.description = w.Text(value="bright detuned saw lead", description="description")
+        self.quick, self.preview_seconds = quick, preview_seconds
+        options = self._model_options(model)
+        wide = w.Layout(width="95%")
+        self.source = w.Dropdown(options=list(inputs.items()), description="input", layout=wide)
+        self.path = w.Text(placeholder="or a path to an audio file", description="path", layout=wide)
+        self.upload = w.FileUpload(accept="audio/*", multiple=False, description="upload",
+                                   layout=w.Layout(display="none" if in_colab() else ""))
+        self.model = w.Dropdown(options=options, value=str(model) if model else options[0][1], description="model",
+                                layout=wide)
+        self.wiener = w.Checkbox(value=False, description="Wiener refinement")
+        self.description = w.Text(value="bright detuned saw lead", description="description", layout=wide)
         self._descriptions: dict[tuple[str, int], list[str]] = {}
+        self._classes: dict[tuple[str, int], type] = {}
+        self._net: tuple[tuple[str, int], object] | None = None
         self.closest_box = w.Dropdown(options=[], description="closest", layout=w.Layout(width="60%"))
         self.closest_box.observe(self._use_closest, names="value")
         self.description.observe(lambda _: self._refresh_closest(), names="value")
-        self.model.observe(lambda _: self._refresh_closest(), names="value")
-        self.remix = w.Checkbox(value=False, description="remix: replace the synth in the mix (SynthGen)")
+        self.remix = w.Checkbox(value=False, description="remix: replace the synth in the mix")
         self.temperature = w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature")
         self.top_k = w.IntSlider(value=250, min=0, max=2048, description="top_k")
         self.top_p = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="top_p")
         self.cfg_coef = w.FloatSlider(value=3.0, min=1.0, max=10.0, step=0.5, description="cfg_coef")
         self.seed = w.IntText(value=0, description="seed")
-        self.button = w.Button(description="Generate", button_style="primary")
+        self.button = w.Button(description="Generate", button_style="primary", icon="play")
+        self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(visibility="hidden"))
+        self.status = w.HTML()
         self.output = w.Output()
         self.button.on_click(lambda _: self.generate())
-        knobs = w.VBox([self.description, self.closest_box, self.remix, w.HBox([self.temperature, self.top_k]),
-                        w.HBox([self.top_p, self.cfg_coef]), self.seed])
-        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, knobs, self.button,
-                              self.output])
+        self.knobs = w.VBox([self.description, self.closest_box, self.remix, w.HBox([self.temperature, self.top_k]),
+                             w.HBox([self.top_p, self.cfg_coef]), self.seed])
+        self.model.observe(lambda _: self._show_family_controls(), names="value")
+        self._show_family_controls()
+        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.knobs,
+                              w.HBox([self.button, self.progress]), self.status, self.output])
+
+    def _model_options(self, model: str | None) -> list[tuple[str, str]]:
+        """``(label, value)`` for the model list: bundled, this project's runs (named by run,
+        so long Drive paths are not cut off), pretrained MusicGen, and ``model`` if not there."""
+        from .models import PRETRAINED_MUSICGEN, list_models
+
+        options = [(name, name) for name, _, _, present in list_models() if present]
+        for path in sorted((self.project / "runs").glob("*/best.pt")):
+            options.append((f"run {path.parent.name} (best.pt)", str(path)))
+        options += [(name, name) for name in PRETRAINED_MUSICGEN]
+        if model and str(model) not in [value for _, value in options]:
+            options.insert(0, (str(model), str(model)))
+        return options
+
+    def _key(self, model: str) -> tuple[str, int]:
+        path = Path(model)
+        return model, path.stat().st_mtime_ns if path.is_file() else 0
+
+    def _family(self) -> type:
+        """The selected model's family class (read once per checkpoint version)."""
+        from .generate import model_class
+
+        key = self._key(str(self.model.value))
+        if key not in self._classes:
+            self._classes[key] = model_class(key[0])
+        return self._classes[key]
+
+    def _show_family_controls(self) -> None:
+        from .errors import SynthGenError
+
+        try:
+            family, self.status.value = self._family(), ""
+        except SynthGenError as exc:  # e.g. a MODEL path that is not a checkpoint: said here, and on Generate
+            family, self.status.value = None, html_line(f"error: {exc}")
+        self.wiener.layout.display = "" if family is not None and "wiener" in family.options else "none"
+        generator = family is not None and family.task == "generator"
+        self.knobs.layout.display = "" if generator else "none"
+        if generator:
+            self._refresh_closest()
 
     def _input(self) -> tuple[str, Path]:
         if self.upload.value:
             item = self.upload.value[0]
-            path = self.project / "uploads" / item["name"]
+            path = self.project / "uploads" / Path(item["name"]).name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bytes(item["content"]))
             return path.stem, path
@@ -177,30 +324,42 @@ class GeneratePanel:
         if change["new"]:
             self.description.value = change["new"]
 
-    def _run(self, model: str, mix):
-        """Run the chosen model as its family's task says: a separator gives synth and residual,
-        a matcher its rebuilt synth, a generator a new synth (or a remix): ``(result, stems)``."""
-        from .generate import generate, open_model, remix
+    def _open(self, model: str):
+        """The selected model, kept open between clicks (reloaded when its file changes)."""
+        from .generate import open_model
+
+        key = self._key(model)
+        if self._net is None or self._net[0] != key:
+            self._net = None  # let the old one go before loading the next
+            self._net = (key, open_model(model))
+        return self._net[1]
+
+    def _run(self, net, mix, step):
+        """Run the model as its family's task says: a separator gives synth and residual, a
+        matcher its rebuilt synth, a generator a new synth (or a remix): ``(result, stems, tag)``
+        where ``tag`` names the settings for the result's folder."""
+        from .generate import generate, remix
         from .separate import separate
 
-        net = open_model(model)
         task = getattr(net, "task", "separator")
         if task == "generator":
             knobs = dict(temperature=self.temperature.value, top_k=self.top_k.value, top_p=self.top_p.value,
                          cfg_coef=self.cfg_coef.value, seed=self.seed.value)
             text = self.description.value.strip() or None
+            tag = f"seed{self.seed.value}-{_slug(text or 'default')}"
             if self.remix.value:
-                result = remix(mix, text, net, SAMPLE_RATE, **knobs)
+                result = remix(mix, text, net, SAMPLE_RATE, progress=step, **knobs)
                 return result, {"mix": mix, "removed": result.removed, "synth": result.synth,
-                                "remixed": result.remixed}
-            result = generate(mix, text, net, SAMPLE_RATE, **knobs)
-            return result, {"mix": mix, "synth": result.synth}
+                                "remixed": result.remixed}, tag + "-remix"
+            result = generate(mix, text, net, SAMPLE_RATE, progress=step, **knobs)
+            return result, {"mix": mix, "synth": result.synth}, tag
         boxes = {"wiener": self.wiener.value}  # each family takes the boxes it has options for
-        result = separate(mix, net, SAMPLE_RATE, **{k: v for k, v in boxes.items() if k in net.options})
+        options = {k: v for k, v in boxes.items() if k in net.options}
+        result = separate(mix, net, SAMPLE_RATE, progress=step, **options)
         stems = {"mix": mix, "synth": result.synth}
         if task == "separator":  # a matcher's synth is rebuilt from its database: no residual to hear
             stems["residual"] = result.residual
-        return result, stems
+        return result, stems, "-".join(k for k, v in options.items() if v)
 
     def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
         # Set the panel's outputs from the kernel (rather than capturing with `with output:`):
@@ -214,42 +373,119 @@ class GeneratePanel:
         else:
             self.output.append_stdout(text + "\n")
 
+    def _say(self, text: str, fraction: float | None = None) -> None:
+        self.status.value = html_line(text)
+        if fraction is not None:
+            self.progress.value = max(0.0, min(1.0, fraction))
+
+    def _folder(self, label: str, model: str, tag: str) -> Path:
+        """A new folder for this result: input, model and settings in its name; a repeat gets
+        ``-2``, ``-3``... instead of overwriting the last one."""
+        name = Path(model).parent.name if Path(model).name == "best.pt" else Path(model).name
+        base = "-".join(part for part in (_slug(label, 60), _slug(name, 40), tag) if part)
+        folder, n = self.project / "generated" / base, 1
+        while folder.exists():
+            n += 1
+            folder = self.project / "generated" / f"{base}-{n}"
+        return folder
+
     def generate(self, in_panel: bool = True) -> Path | None:
-        """Separate the chosen input with the chosen model, show players, save the stems.
+        """Run the chosen model on the chosen input, show players and scores, save the stems.
 
         ``in_panel=False`` shows the result in the calling cell instead of the panel's output
         area (headless runs record cell outputs, not widget state). Returns the folder the
         stems were saved in, or ``None`` after showing an error line.
         """
-        from .errors import SynthGenError
-        from .evaluate import log_mel_distance, si_sdr
+        import time
 
         self.output.outputs = ()
+        self.button.disabled, self.button.description, self.button.icon = True, "Working…", "hourglass-half"
+        self.progress.value, self.progress.layout.visibility = 0.0, "visible"
+        started = time.monotonic()
         try:
-            label, path = self._input()
-            model = str(self.model.value)
-            mix = load_audio(path, SAMPLE_RATE)
-            result, stems = self._run(model, mix)
-        except SynthGenError as exc:
-            self._emit(in_panel, text=f"error: {exc}")
+            return self._generate(in_panel, started)
+        except Exception as exc:  # every error is one line in the panel, the library's or not
+            from .errors import SynthGenError
+
+            lines = str(exc).strip().splitlines() or [""]
+            line = lines[0] if isinstance(exc, SynthGenError) else f"{type(exc).__name__}: {lines[0]}".rstrip(": ")
+            self._say(f"error: {line}")
+            self._emit(in_panel, text=f"error: {line}")
             return None
+        finally:
+            self.button.disabled, self.button.description, self.button.icon = False, "Generate", "play"
+            self.progress.layout.visibility = "hidden"
+
+    def _generate(self, in_panel: bool, started: float) -> Path:
+        import time
+
+        from .evaluate import log_mel_distance, si_sdr
+
+        label, path = self._input()
+        model = str(self.model.value)
+        self._say(f"loading {Path(model).name}…", 0.02)
+        net = self._open(model)
+        mix = load_audio(path, SAMPLE_RATE)
+        note = ""
+        if self.quick and getattr(net, "task", "") == "generator" and mix.shape[-1] > self.QUICK_SECONDS * SAMPLE_RATE:
+            mix = mix[..., : int(self.QUICK_SECONDS * SAMPLE_RATE)]
+            note = f" (QUICK: the first {self.QUICK_SECONDS:g} s only)"
+        seconds = mix.shape[-1] / SAMPLE_RATE
+        doing = "generating" if getattr(net, "task", "") == "generator" else "separating"
+        self._say(f"{doing} {seconds:.0f} s of {label}{note}…", 0.05)
+
+        def step(done: int, total: int) -> None:
+            self._say(f"{doing} {seconds:.0f} s of {label}{note}: {done} of {total} "
+                      f"({time.monotonic() - started:.0f} s)", 0.05 + 0.85 * done / max(total, 1))
+
+        result, stems, tag = self._run(net, mix, step)
+        self._say("saving the stems and drawing the players…", 0.92)
         scores = {}
         if not hasattr(result, "description") and label in self.references:  # separated or matched
             reference = load_audio(self.references[label], SAMPLE_RATE)[..., : mix.shape[-1]]
             stems["reference"] = reference
-            if "residual" in stems:
-                scores["synth"] = float(si_sdr(result.synth.flatten(), reference.flatten()))
+            if "residual" in stems:  # the mix's own score beside the synth's: the improvement
+                mix_score = float(si_sdr(mix.flatten(), reference.flatten()))
+                synth_score = float(si_sdr(result.synth.flatten(), reference.flatten()))
+                scores["mix"] = mix_score
+                scores["synth"] = f"SI-SDR {synth_score:.1f} dB ({synth_score - mix_score:+.1f} dB over the mix)"
             else:  # new audio, not phase-aligned with the reference: how close it sounds
                 lmd = float(log_mel_distance(result.synth, reference, SAMPLE_RATE).mean())
                 scores["synth"] = f"log-mel distance {lmd:.1f} dB"
-        name = Path(model).parent.name if Path(model).name == "best.pt" else Path(model).name
-        folder = self.project / "generated" / f"{label}-{name}"
-        result.save(folder)
-        title = f"{label} — {name}" + (f" — “{result.description}”" if hasattr(result, "description") else "")
-        self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=title, scores=scores))
-        self._emit(in_panel, text=f"saved {', '.join(sorted(p.name for p in folder.glob('*.wav')))} in {folder}")
+        folder = self._folder(label, model, tag)
+        result.save(folder, bits=24)
+        stems_zip = _zip_stems(folder)
+        name = folder.name
+        title = f"{label} — {Path(model).name}{note}" + (f" — “{result.description}”"
+                                                          if hasattr(result, "description") else "")
+        self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=title, scores=scores, compressed=True,
+                                                  max_seconds=self.preview_seconds))
+        wavs = ", ".join(sorted(p.name for p in folder.glob("*.wav")))
+        self._emit(in_panel, text=f"saved {wavs} (24-bit) and {stems_zip.name} in {folder}")
+        self._say(f"done in {time.monotonic() - started:.0f} s: {name}", 1.0)
         if in_colab():
             from google.colab import files  # type: ignore[import-not-found]
 
-            files.download(str(folder / "synth.wav"))
+            files.download(str(stems_zip))
         return folder
+
+
+def _zip_stems(folder: Path) -> Path:
+    """``folder/stems.zip`` holding every WAV of the folder (one download for all stems)."""
+    import zipfile
+
+    from .fileio import atomic_path
+
+    target = folder / "stems.zip"
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for wav in sorted(folder.glob("*.wav")):
+                archive.write(wav, f"{folder.name}/{wav.name}")
+    return target
+
+
+def html_line(text: str) -> str:
+    """One line of status text for an ``ipywidgets.HTML`` (escaped)."""
+    import html
+
+    return f"<span class='sg-status'>{html.escape(text)}</span>"

@@ -51,12 +51,16 @@ def _fade_weights(length: int, fade: int, device) -> torch.Tensor:
     return torch.minimum(torch.ones((), device=device), torch.minimum(i + 1, length - i) / (fade + 1))
 
 
+Progress = bool | Callable[[int, int], None]  # a progress bar, or a function told (done, total)
+
+
 def overlap_add(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, segment: int,
-                overlap: float = 0.25, batch_size: int = 4, progress: bool = False) -> torch.Tensor:
+                overlap: float = 0.25, batch_size: int = 4, progress: Progress = False) -> torch.Tensor:
     """Apply ``fn`` to overlapping segments of ``x`` ``(channels, samples)`` and cross-fade.
 
     ``fn`` maps ``(batch, channels, segment)`` to the same shape. Segments start every
-    ``segment * (1 - overlap)`` samples; the last one is zero-padded.
+    ``segment * (1 - overlap)`` samples; the last one is zero-padded. ``progress``: ``True``
+    for a progress bar, or a function called with (segments done, segments) after each batch.
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
@@ -70,13 +74,15 @@ def overlap_add(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seg
     weights = _fade_weights(segment, segment - stride, x.device)
     out = torch.zeros(channels, padded.shape[-1], device=x.device)
     total = torch.zeros(padded.shape[-1], device=x.device)
-    for b in tqdm(range(0, len(starts), batch_size), disable=not progress, desc="separating", leave=False):
+    for b in tqdm(range(0, len(starts), batch_size), disable=progress is not True, desc="separating", leave=False):
         group = starts[b:b + batch_size]
         chunk = torch.stack([padded[:, s:s + segment] for s in group])
         result = fn(chunk).float()
         for s, y in zip(group, result):
             out[:, s:s + segment] += y * weights
             total[s:s + segment] += weights
+        if callable(progress):
+            progress(b + len(group), len(starts))
     return out[:, :n] / total[:n]
 
 
@@ -96,7 +102,7 @@ def _check(model: nn.Module, where, segment: float, options: dict) -> dict:
 @torch.no_grad()
 def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int | None = None, *,
              segment: float = 10.0, overlap: float = 0.25, batch_size: int = 4,
-             device: str | torch.device | None = None, progress: bool = False,
+             device: str | torch.device | None = None, progress: Progress = False,
              **model_kwargs) -> Separation:
     """Separate the synth stem from ``mix``.
 
@@ -108,7 +114,8 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
         overlap: fraction of each segment shared with the next (cross-faded).
         batch_size: segments per forward pass.
         device: where to run; default CUDA when available.
-        progress: show a progress bar.
+        progress: ``True`` shows a progress bar; a function is called with (segments done,
+            segments) instead (for each group of channels in turn).
         **model_kwargs: inference options of the model's family (its ``options``, e.g.
             ``wiener=True`` for SynthLSTM); one left off (``False``/``None``) that the family
             does not have is ignored, one that is set is refused.

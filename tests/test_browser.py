@@ -58,6 +58,10 @@ def lab(tmp_path):
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "IPYTHONDIR": str(tmp_path / "ipy"),
            "OMP_NUM_THREADS": "1"}
+    # no "get Jupyter news?" popup over the panel (and no request for it)
+    settings = tmp_path / "cfg" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     # the kernel needs ipywidgets' lab extension, which lives in the real data dirs of the install
     env["JUPYTER_PATH"] = os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter")])
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
@@ -113,7 +117,10 @@ def _generate_and_check(page, family: str) -> list[float]:
     """Click Generate, wait for the four players of a separation, check their length, and
     return the RMS of each player's decoded audio."""
     page.locator("button.widget-button", has_text="Generate").click()
-    page.wait_for_function("document.querySelectorAll('.widget-output audio').length >= 4", timeout=300_000)
+    # busy while it runs (disabled, relabelled), back when done: the old players cannot pass for new ones
+    page.wait_for_selector("button.widget-button[disabled]:has-text('Working')", timeout=30_000)
+    page.wait_for_selector("button.widget-button:not([disabled]):has-text('Generate')", timeout=300_000)
+    page.wait_for_function("document.querySelectorAll('.widget-output audio').length >= 4", timeout=60_000)
     page.wait_for_function("[...document.querySelectorAll('.widget-output audio')]"
                            ".every(a => a.readyState >= 1)", timeout=60_000)
     time.sleep(3)  # the results must stay, not flash and vanish on the next widget sync
@@ -121,7 +128,9 @@ def _generate_and_check(page, family: str) -> list[float]:
     assert len(audio) == 4, (family, audio)  # mix, synth, residual, reference
     assert all(abs(duration - 20.0) < 0.05 and ready >= 1 for duration, ready in audio), (family, audio)
     text = page.inner_text(".widget-output")
-    assert "SI-SDR" in text and family in text, text[:500]
+    assert "SI-SDR" in text and family in text and "over the mix" in text, text[:500]
+    sources = page.eval_on_selector_all(".widget-output audio", "els => els.map(a => a.src.slice(0, 22))")
+    assert sources == ["data:audio/mpeg;base64"] * 4, sources  # compressed previews, not WAV
     rms = page.eval_on_selector_all(".widget-output audio", RMS_OF_PLAYERS)
     assert len(rms) == 4 and all(r > 1e-3 for r in rms), (family, rms)  # every player holds sound
     return rms
@@ -146,10 +155,13 @@ def test_generate_panel_plays_stems_in_a_real_browser(lab, tmp_path):
             page.locator("button.widget-button", has_text="Generate").wait_for(timeout=180_000)
             _wait_kernel_idle(base, token)
             first = _generate_and_check(page, "synthlstm-demo")
-            page.locator(".widget-output audio").first.scroll_into_view_if_needed()
-            shot = tmp_path / "generate_panel.png"
-            page.screenshot(path=str(shot))
+            shot = tmp_path / "generate_panel.png"  # the whole panel, controls to the last player
+            page.set_viewport_size({"width": 1400, "height": 2400})
+            panel = page.locator(".jp-OutputArea-output .widget-vbox").first
+            panel.scroll_into_view_if_needed()
+            panel.screenshot(path=str(shot))
             assert shot.stat().st_size > 10_000
+            page.set_viewport_size({"width": 1400, "height": 1100})
             if os.environ.get("SYNTHGEN_SCREENSHOT"):
                 shutil.copy(shot, os.environ["SYNTHGEN_SCREENSHOT"])
             # a second family, picked in the model menu as a user would

@@ -2,6 +2,10 @@
 button makes)."""
 from __future__ import annotations
 
+import sys
+import types
+import zipfile
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -33,7 +37,7 @@ def _panel(project, model: str, **boxes) -> GeneratePanel:
     root, mix = project
     panel = GeneratePanel(root, {"song": mix})
     model = str(root / "runs" / model / "best.pt") if model in ("match", "gen") else model
-    assert model in panel.model.options  # offered, as a user sees it
+    assert model in [value for _, value in panel.model.options]  # offered, as a user sees it
     panel.model.value = model
     for name, value in boxes.items():
         getattr(panel, name).value = value
@@ -58,6 +62,10 @@ def test_every_family_runs_from_the_panel_and_saves_its_stems(project, capsys, m
     for name in stems:
         audio, rate = sf.read(str(folder / f"{name}.wav"), always_2d=True)
         assert rate == 32000 and audio.shape == (3 * 32000, 2) and np.abs(audio).max() > 1e-4, name
+        assert sf.info(str(folder / f"{name}.wav")).subtype == "PCM_24", name
+    with zipfile.ZipFile(folder / "stems.zip") as z:  # "download all stems"
+        assert sorted(z.namelist()) == sorted(f"{folder.name}/{n}.wav" for n in stems)
+        assert z.read(f"{folder.name}/synth.wav") == (folder / "synth.wav").read_bytes()
 
 
 def test_the_wiener_box_changes_what_synthlstm_returns(project):
@@ -66,3 +74,134 @@ def test_the_wiener_box_changes_what_synthlstm_returns(project):
     refined = _panel(project, "synthlstm-demo", wiener=True).generate(in_panel=False)
     b = sf.read(str(refined / "synth.wav"))[0]
     assert not np.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("quick, run_on_cpu, gpu, expect, said", [
+    (False, False, True, False, ""),  # a GPU: the settings as asked, nothing said
+    (False, False, False, True, "Running the QUICK settings instead of the full ones"),
+    (True, False, False, True, "Running the QUICK settings (tiny"),
+    (False, True, False, False, "Running the full settings on the CPU, as RUN_ON_CPU asks"),
+])
+def test_the_gpu_gate_runs_only_quick_settings_on_a_cpu_unless_confirmed(capsys, quick, run_on_cpu, gpu, expect,
+                                                                          said):
+    from synthgen_lib.notebook import gpu_gate
+
+    assert gpu_gate(quick, run_on_cpu, gpu=gpu) is expect
+    out = capsys.readouterr().out
+    assert (said in out and "Runtime → Change runtime type" in out) if said else out == ""
+
+
+def test_any_checkpoint_path_is_accepted_and_runs_are_named_whole(project, tmp_path):
+    from synthgen_lib.models import load_model, save_checkpoint
+
+    root, _ = project
+    elsewhere = save_checkpoint(tmp_path / "drive" / "a very long folder name" / "mine.pt", load_model("synthlstm-demo"))
+    panel = GeneratePanel(root, {"x": "x.wav"}, model=str(elsewhere))  # not under runs/: a TraitError before
+    assert panel.model.value == str(elsewhere)
+    labels = dict((value, label) for label, value in panel.model.options)
+    assert labels[str(root / "runs" / "gen" / "best.pt")] == "run gen (best.pt)"
+
+
+@pytest.mark.parametrize("model, wiener, knobs", [
+    ("synthlstm-demo", True, False), ("synthencoder-demo", False, False), ("match", False, False), ("gen", False, True)])
+def test_only_the_selected_familys_controls_are_shown(project, model, wiener, knobs):
+    panel = _panel(project, "synthlstm-demo")
+    panel.model.value = str(project[0] / "runs" / model / "best.pt") if model in ("match", "gen") else model
+    assert (panel.wiener.layout.display != "none") is wiener
+    assert (panel.knobs.layout.display != "none") is knobs
+
+
+def test_the_button_is_disabled_while_running_and_progress_moves(project):
+    panel = _panel(project, "synthlstm-demo")
+    seen = []
+    say = panel._say
+    panel._say = lambda text, fraction=None: (seen.append((panel.button.disabled, panel.progress.value, text)),
+                                              say(text, fraction))
+    folder = panel.generate()
+    assert folder is not None and all(disabled for disabled, _, _ in seen)
+    assert any(" of " in text and "separating 3 s of song" in text for _, _, text in seen)  # per-segment progress
+    assert [p for _, p, _ in seen] == sorted(p for _, p, _ in seen) and panel.progress.value == 1.0
+    assert not panel.button.disabled and panel.button.description == "Generate"
+    assert panel.progress.layout.visibility == "hidden" and "done in" in panel.status.value
+
+
+def test_any_error_is_one_line_in_the_panel_and_the_button_comes_back(project, monkeypatch):
+    panel = _panel(project, "synthlstm-demo")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory\nTried to allocate 2.00 GiB")
+
+    monkeypatch.setattr("synthgen_lib.separate.separate", broken)
+    assert panel.generate() is None
+    assert panel.status.value.count("error: RuntimeError: CUDA out of memory") == 1
+    assert "Tried to allocate" not in panel.status.value
+    assert panel.output.outputs[-1]["text"] == "error: RuntimeError: CUDA out of memory\n"
+    assert not panel.button.disabled
+
+
+def test_results_get_their_own_folders_and_scores_beside_the_mixs(project):
+    root, mix = project
+    reference = write(root / "in" / "ref.wav", tone(3.0, 32000, 2, freq=220.0, amp=0.3), 32000)
+    panel = GeneratePanel(root, {"song": mix}, {"song": reference}, model="synthlstm-demo")
+    first = panel.generate()
+    written = (first / "synth.wav").stat().st_mtime_ns
+    second = panel.generate()
+    assert first != second and (first / "synth.wav").stat().st_mtime_ns == written  # the first one is kept
+    assert first.name.startswith("song-synthlstm-demo") and second.name.startswith("song-synthlstm-demo-")
+    html = panel.output.outputs[0]["data"]["text/html"]
+    assert "mix — SI-SDR" in html and "dB over the mix)" in html
+    gen = _panel(project, "gen")
+    gen.seed.value, gen.description.value = 7, "Warm pad, slow attack!"
+    assert gen.generate().name.endswith("-seed7-warm-pad-slow-attack")
+
+
+def test_players_hold_compressed_previews(project):
+    panel = _panel(project, "synthlstm-demo")
+    panel.generate()
+    html = panel.output.outputs[0]["data"]["text/html"]
+    assert html.count("data:audio/mpeg;base64,") == 3 and "audio/wav" not in html  # mix, synth, residual
+    wav_size = 3 * 32000 * 2 * 2 * 3 * 4 / 3  # three 16-bit stereo WAVs of 3 s, base64
+    assert len(html) < wav_size / 3
+
+
+@pytest.fixture
+def colab(monkeypatch):
+    """A stand-in ``google.colab`` whose upload dialog returns one file and whose downloads are
+    recorded."""
+    files = types.SimpleNamespace(downloaded=[])
+    files.download = files.downloaded.append
+    module = types.ModuleType("google.colab")
+    module.files = files
+    google = sys.modules.get("google") or types.ModuleType("google")
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", module)
+    return files
+
+
+def test_on_colab_uploads_use_colabs_dialog_and_the_zip_is_downloaded(project, colab):
+    from synthgen_lib.notebook import upload_audio
+
+    root, mix = project
+    colab.upload = lambda: {"my song.wav": mix.read_bytes()}
+    inputs = upload_audio(root)
+    assert inputs == {"my song": root / "uploads" / "my song.wav"}
+    assert inputs["my song"].read_bytes() == mix.read_bytes()
+    panel = GeneratePanel(root, inputs, model="synthlstm-demo")
+    assert panel.upload.layout.display == "none"  # the widget upload fails on Colab above about 1 MB
+    folder = panel.generate()
+    assert colab.downloaded == [str(folder / "stems.zip")]
+
+
+def test_quick_generates_only_the_start_of_a_long_input(project):
+    root, _ = project
+    long_mix = write(root / "in" / "long.wav", tone(5.0, 32000, 1, freq=220.0), 32000)
+    panel = _panel(project, "gen")
+    panel.source.options = [("long", str(long_mix))]
+    panel.quick, panel.QUICK_SECONDS = True, 2.0  # the notebook's is 30 s
+    folder = panel.generate()
+    assert sf.info(str(folder / "synth.wav")).frames == 2 * 32000
+    assert "QUICK: the first 2 s only" in panel.output.outputs[0]["data"]["text/html"]
+    separator = _panel(project, "synthlstm-demo")  # separation is fast on a CPU: never cut
+    separator.source.options = [("long", str(long_mix))]
+    separator.quick, separator.QUICK_SECONDS = True, 2.0
+    assert sf.info(str(separator.generate() / "synth.wav")).frames == 5 * 32000

@@ -20,7 +20,10 @@ def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("colab")
     project = root / "SynthGen"
     results = {}
-    runs = [(name, name, {"AUTO_RUN": True} if "generate" in name else {}) for name in ORDER]
+    # Encode and Train run with the full settings asked for: without a GPU the gate turns them quick
+    full = {"02_encode_dataset.ipynb": {"QUICK": False}, "03_train.ipynb": {"QUICK": False},
+            "04_generate.ipynb": {"AUTO_RUN": True}}
+    runs = [(name, name, full.get(name, {})) for name in ORDER]
     # then SynthGen: train on the tokens the Encode notebook wrote, generate with the result
     runs += [("03_train_synthgen", "03_train.ipynb", {"MODEL": "synthgen", "RUN": "synthgen"}),
              ("04_generate_synthgen", "04_generate.ipynb",
@@ -60,10 +63,128 @@ def test_no_cell_errors_and_thin_cells(executed):
         assert not [o for o in _outputs(nb) if o.get("output_type") == "error"], name
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
-                source = "".join(cell["source"])
-                assert len(source.splitlines()) <= 20 and "\ndef " not in "\n" + source, (name, source[:80])
+                source = "".join(cell["source"])  # Colab form fields are settings, not code: not counted
+                code = [line for line in source.splitlines() if "#@param" not in line]
+                assert len(code) <= 20 and "\ndef " not in "\n" + source, (name, source[:80])
         kinds = [c["cell_type"] for c in nb["cells"]]
         assert all(a == "markdown" for a, b in zip(kinds, kinds[1:]) if b == "code" and a != "code"), name
+
+
+def test_committed_notebooks_are_what_build_py_writes(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build", NOTEBOOKS / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.main(tmp_path)
+    for name in ORDER:
+        assert (tmp_path / name).read_text() == (NOTEBOOKS / name).read_text(), \
+            f"{name} differs from what notebooks/build.py writes: run python notebooks/build.py"
+    assert set(build.NOTEBOOKS) == set(ORDER)
+
+
+def test_install_cell_stops_in_one_line_when_the_clone_fails(tmp_path, monkeypatch):
+    """On (a stand-in for) Colab, a REPO_URL that cannot be cloned stops Run all at the install
+    cell with one line, before any pip call; nothing after it runs."""
+    startup = tmp_path / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-colab.py").write_text("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    out = tmp_path / "out.ipynb"
+    bad = str(tmp_path / "no-such-repo.git")
+    with pytest.raises(papermill.PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(NOTEBOOKS / "01_setup.ipynb"), str(out), cwd=str(tmp_path),
+                                   kernel_name="python3", progress_bar=False,
+                                   parameters={"REPO_URL": bad, "LOCAL_ROOT": str(tmp_path), "USE_DRIVE": False})
+    assert failed.value.ename == "SystemExit"
+    message = failed.value.evalue
+    assert message.startswith(f"install stopped: git could not clone {bad} (") and "\n" not in message
+    assert "REPO_URL" in message and not (tmp_path / "synthgen").exists()
+    cells = json.loads(out.read_text())["cells"]
+    ran = [c for c in cells if c["cell_type"] == "code" and c.get("execution_count")]
+    assert "google.colab" in "".join(ran[-1]["source"])  # the install cell was the last one to run
+    assert not (tmp_path / "SynthGen").exists()  # the project cell never ran
+
+
+@pytest.fixture
+def archive_server(tmp_path):
+    """A local HTTP server (127.0.0.1 only) serving a .tar.gz of a small mix/synth/description
+    dataset, as a user would share one; records the paths asked for."""
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            synth = 0.3 * np.sin(2 * np.pi * 330 * (i + 1) * np.arange(12 * 16000) / 16000)
+            for kind, audio in (("synth", synth), ("mix", synth + 0.1 * rng.standard_normal(synth.shape))):
+                data = io.BytesIO()
+                sf.write(data, audio.astype(np.float32), 16000, format="WAV")
+                info = tarfile.TarInfo(f"my-songs/{kind}/song{i}.wav")
+                info.size = len(data.getvalue())
+                tar.addfile(info, io.BytesIO(data.getvalue()))
+    body, asked = buffer.getvalue(), []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            asked.append(self.path)
+            if self.path != "/my-songs.tar.gz":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_encode_downloads_a_dataset_archive_and_prepares_it(tmp_path, archive_server):
+    base, asked = archive_server
+    params = {"QUICK": True, "LOCAL_ROOT": str(tmp_path), "USE_DRIVE": False, "DATASET": "mine",
+              "GET_DATA": "link", "GET_LINK": f"{base}/my-songs.tar.gz"}
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
+                               kernel_name="python3", progress_bar=False, parameters={**params, "SYNTHGEN": "none"})
+    project = tmp_path / "SynthGen"
+    root = project / "downloads" / "my-songs"
+    assert sorted(p.name for p in (root / "mix").iterdir()) == ["song0.wav", "song1.wav", "song2.wav"]
+    text = _text(json.loads(out.read_text()))
+    assert f"the next cells read it as SOURCE = 'folder', ROOT = '{root}'" in text
+    assert "source: folder — 3 tracks" in text  # prepare read the download, not the synthetic default
+    assert len(list((project / "datasets" / "mine" / "mix").glob("*.wav"))) == 3
+    papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
+                               kernel_name="python3", progress_bar=False, parameters={**params, "SYNTHGEN": "none"})
+    assert asked == ["/my-songs.tar.gz"]  # the rerun used what was there
+    params["GET_LINK"] = f"{base}/gone.tar.gz"
+    with pytest.raises(papermill.PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
+                                   kernel_name="python3", progress_bar=False, parameters=params)
+    assert failed.value.ename == "CellStop" and "not found (HTTP 404)" in failed.value.evalue
+    assert "\n" not in failed.value.evalue
+
+
+def test_without_a_gpu_only_the_quick_settings_run(executed):
+    project, results = executed
+    for name in ("02_encode_dataset.ipynb", "03_train.ipynb"):  # asked for QUICK=False
+        text = _text(results[name])
+        assert "No GPU on this runtime" in text and "Runtime → Change runtime type" in text, name
+        assert "Running the QUICK settings instead of the full ones" in text and "RUN_ON_CPU" in text, name
+    assert "6 steps" in _text(results["03_train.ipynb"])  # 2 epochs x 3 steps: the quick settings ran
 
 
 def test_setup_reports_the_machine(executed):
@@ -118,8 +239,9 @@ def test_generate_plays_and_saves_stems(executed):
     text = _text(results["04_generate.ipynb"])
     assert text.count("<audio") == 4 and "SI-SDR" in text  # mix, synth, residual, reference
     assert "data-duration='20.000'" in text
-    folder = next((project / "generated").iterdir())
+    folder = project / "generated" / "bundled-example-synthlstm-demo"
     assert (folder / "synth.wav").is_file() and (folder / "residual.wav").is_file()
+    assert "mix — SI-SDR" in text and "over the mix" in text and "data:audio/mpeg" in text
 
 
 def test_synthgen_trains_on_the_tokens_and_generates(executed):
@@ -131,5 +253,5 @@ def test_synthgen_trains_on_the_tokens_and_generates(executed):
     assert text.count("<audio") == 2 and "bright detuned saw lead" in text  # mix + generated synth
     assert "closest training descriptions:" in text  # from the run's checkpoint, matched offline
     assert "data-duration='20.000'" in text
-    folder = project / "generated" / "bundled example-synthgen"
-    assert (folder / "synth.wav").is_file() and (folder / "mix.wav").is_file()
+    folder = project / "generated" / "bundled-example-synthgen-seed0-bright-detuned-saw-lead"
+    assert (folder / "synth.wav").is_file() and (folder / "mix.wav").is_file() and (folder / "stems.zip").is_file()

@@ -44,6 +44,13 @@ def _family(name: str) -> tuple[type[nn.Module], type]:
     return FAMILIES[name]
 
 
+def family_class(name: str) -> type[nn.Module]:
+    """The model class of family ``name`` (its ``task`` and ``options`` say what it does)."""
+    if name not in NAMES:
+        raise CheckpointError(f"unknown model family {name!r} (known: {', '.join(NAMES)})")
+    return _family(name)[0]
+
+
 # Settings added after a family's first checkpoints were written, with the value those older
 # checkpoints were trained with: a checkpoint whose config lacks one loads (and resumes) as it
 # was trained, not with today's default.
@@ -304,7 +311,7 @@ def list_models() -> list[tuple[str, str, str, bool]]:
     return [(name, fam, text, (ASSETS / rel).is_file()) for name, (fam, rel, text) in BUNDLED.items()]
 
 
-__all__ = ["BUNDLED", "CheckpointError", "DEFAULT_MUSICGEN", "FAMILIES", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
+__all__ = ["BUNDLED", "CheckpointError", "DEFAULT_MUSICGEN", "FAMILIES", "family_class", "PRETRAINED_MUSICGEN", "SynthEncoder", "SynthEncoderConfig", "SynthLSTM",
            "SynthLSTMConfig", "SynthMatch", "SynthMatchConfig", "TASKS", "build_model", "check_model_settings", "config_fields", "export_model",
            "family_title", "list_models", "load_checkpoint", "load_model", "load_weights", "model_options", "require_task",
            "resolve", "save_checkpoint"]
