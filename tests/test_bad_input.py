@@ -1,8 +1,9 @@
-"""Every bad input SynthGen was tried with, and the one line it answers (README table).
+"""Every bad input SynthGen was tried with, and the one line it answers (docs/reliability.md table).
 
 Each case builds the bad input in a temporary folder, runs the CLI (or the library function
 the notebooks call) and checks the message: the file named, the problem, what to do, one line,
-no traceback. ``test_readme_lists_every_case`` keeps the README table in step with this list.
+no traceback. ``test_reliability_page_lists_every_case`` keeps the docs/reliability.md table in
+step with this list.
 """
 from __future__ import annotations
 
@@ -150,7 +151,7 @@ def _separate(tmp, audio: Path, model: Path | None = None):
     return ["separate", str(audio), "--model", str(model), "--output", str(tmp / "out")]
 
 
-# (README row: input, what happens, expected message fragment, args builder)
+# (docs/reliability.md row: input, what happens, expected message fragment, args builder)
 CASES = [
     ("empty audio file", "refused", "the file is empty (0 bytes)",
      lambda t: _separate(t, _put(t / "x.wav", b""))),

@@ -33,8 +33,8 @@ the extra steps and how much from the loss itself was not separated.
 
 The bundled demo model keeps ``"l1+stft"``: retrained with plain L1 for the same wall-clock
 time it gained on procedural and TimGM6mb tracks but lost 0.7 dB median on the unheard FluidR3
-SoundFont, and its log-mel distance was about 2 dB worse on both sampled sets (README, "The
-bundled SynthEncoder keeps L1 + STFT").
+SoundFont, and its log-mel distance was about 2 dB worse on both sampled sets (docs/experiments.md,
+"2026-12-01: the bundled SynthEncoder keeps L1 + STFT").
 
 Earlier single-seed 4-minute runs (seed 0 only, which later proved to be the seed where the
 losses differ least): the design with L1 + STFT 1.47 / 1.04 (488, median / mean); one network
