@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 # the repository the install cell fetches: set in one place, pyproject.toml's [tool.synthgen]
 REPOSITORY = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["tool"]["synthgen"]
 
-INSTALL = '''# On Colab: fetch SynthGen and install it beside Colab's own torch (about 2 minutes). REPO_URL is the
+INSTALL = '''# On Colab: fetch SynthGen and install it beside Colab's own torch (a few minutes). REPO_URL is the
 # repository (REPO_REF: a tag or commit, empty for the default branch) or a copy of it on Drive, a folder
 # or a .zip. A failure stops here with one line. Elsewhere SynthGen is already installed: nothing to do.
 import sys
@@ -36,7 +36,8 @@ if "google.colab" in sys.modules:
     installer = runpy.run_path(str((local if local.is_dir() else Path("synthgen")) / SCRIPT))
     print(installer["install"](str(local) if local.is_dir() else REPO_URL, REPO_REF, "synthgen"))'''
 
-PROJECT = '''from synthgen_lib.notebook import gpu_gate, project_folder
+PROJECT = '''from synthgen_lib.notebook import gpu_gate, one_line_errors, project_folder
+one_line_errors()  # SynthGen's errors as one line naming the setting to change, not a traceback
 project = project_folder(PROJECT, USE_DRIVE, LOCAL_ROOT)
 print("project folder:", project)
 QUICK = gpu_gate(QUICK, RUN_ON_CPU)  # no GPU: only the quick settings, unless RUN_ON_CPU'''
@@ -65,13 +66,13 @@ NOTEBOOKS = {
     "01_setup.ipynb": [
         md("# SynthGen — 1. Setup\nInstalls SynthGen, picks the project folder (Google Drive on Colab, so "
            "datasets and checkpoints survive a disconnect), reports the machine, and optionally downloads a "
-           "shared checkpoint or dataset from Google Drive. Run the cells top to bottom; about 3 minutes on Colab."),
+           "shared checkpoint or dataset from Google Drive. Run the cells top to bottom; the install takes a few minutes, the rest seconds."),
         code(COMMON_PARAMS + '''
 SHARED_FILE = ""  #@param {type:"string"}
 SHARED_NAME = "shared_model.pt"  #@param {type:"string"}
 SHARED_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
         md("## Install\nOn Colab this clones the repository and installs SynthGen without replacing Colab's "
-           "torch (about 2 minutes). Elsewhere it does nothing."),
+           "torch (a few minutes). Elsewhere it does nothing. If the clone or an install fails, the cell stops with one line saying what to change; if Colab's runtime must restart, it says so."),
         code(INSTALL),
         md("## Project folder and machine\nMounts Google Drive on Colab (you will be asked to allow it) and "
            "shows the GPU, versions and free memory. Instant."),
@@ -137,8 +138,9 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
 got = get_dataset(GET_DATA, project, GET_LINK, tracks=GET_TRACKS, synth_only=GET_SYNTH_ONLY, sha256=GET_SHA256)
 if got:
     SOURCE, ROOT = got'''),
-        md("## Write the dataset\nThe synthetic set renders at about 25x realtime on one CPU core (64 tracks of 30 s: "
-           "about 1.5 minutes), the sampled set at about 10x (FluidSynth, about 3 minutes); other sources are "
+        md("## Write the dataset\nThe synthetic set renders at 18–35x realtime on one CPU core (`python -m "
+           "bench.synthetic`; 64 tracks of 30 s: one to two minutes); the sampled and scores sets go through "
+           "FluidSynth and take longer; other sources are "
            "converted. Interrupted? Run it again: finished tracks are kept."),
         code('''from synthgen_lib import prepare
 dataset = project / "datasets" / DATASET
@@ -159,8 +161,7 @@ for window in list(first.values())[:2]:
     show(comparison_html({"mix": audio.mix, "synth": audio.synth}, 32000,
                          title=f"{window.track} from {window.start:g} s — {audio.description}"))'''),
         md("## SynthGen tokens\nEncodes every window's synth and mix to EnCodec tokens (+ the mix's chroma) in a "
-           "few large shards under `codes/`. On a T4 the 32 kHz EnCodec runs at hundreds of x realtime; the tiny "
-           "offline model at about 100x on a CPU. Interrupted? Run it again: finished shards are skipped."),
+           "few large shards under `codes/`; the report prints how fast it ran (x realtime). Interrupted? Run it again: finished shards are skipped."),
         code('''if SYNTHGEN != "none":
     from synthgen_lib.encode import encode
     codes = project / "codes" / f"{DATASET}-{SYNTHGEN.split('/')[-1]}"
@@ -199,8 +200,9 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
                     "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
 elif not MODEL_CONFIG:  # SynthGen: LoRA + checkpointing fit a T4 with musicgen-melody
     MODEL_CONFIG = {"synthgen": {"lora_rank": 16, "gradient_checkpointing": True}}.get(MODEL, {})'''),
-        md("## Train\nOn a T4 GPU an epoch of the default settings takes well under a minute; on a CPU about 2 "
-           "minutes (SynthLSTM). Mixed precision switches on by itself on a GPU."),
+        md("## Train\nAn epoch of the default SynthLSTM settings (100 steps of 8 x 4 s) takes about two minutes on "
+           "one CPU core, validation included (the bundled model: 4000 steps in about 90 minutes, docs/training.md); a GPU is much faster, and mixed precision "
+           "switches on by itself there."),
         code('''from synthgen_lib.notebook import LossPlot
 from synthgen_lib.train import TrainConfig, train, trains_on_tokens
 run = project / "runs" / RUN
@@ -211,7 +213,7 @@ plot = LossPlot(run / "metrics.jsonl")
 result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update, init=INIT or None)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
         md("## Evaluate\nSeparation models: SI-SDR of the best checkpoint on the validation tracks, next to the mix "
-           "itself and the oracle ratio mask (about a second per track on a GPU). SynthMatch: the log-mel distance "
+           "itself and the oracle ratio mask (under a second per 20-s track with the bundled-size models on a CPU). SynthMatch: the log-mel distance "
            "(LMD, lower is better) next to random database segments. SynthGen: its validation "
            "cross-entropy, and how much higher it is when the mix is taken away (does it listen to the mix?)."),
         code('''from synthgen_lib.evaluate import evaluate_run
@@ -249,8 +251,11 @@ if UPLOAD:
     from synthgen_lib.notebook import upload_audio
     inputs.update(upload_audio(project))
 print(len(inputs), "inputs")'''),
-        md("## The panel\nSeparation takes a few seconds per minute of audio on a CPU. SynthGen writes the stem token by "
-           "token, which is much slower: use a GPU runtime for the MusicGen models."),
+        md("## The panel\nWith the bundled models a press of Generate takes about 10–15 s per minute of audio on a "
+           "2-core CPU (separation, 24-bit stems, players and spectrograms; measured on 1- and 3-minute files), and "
+           "the panel's output stays within about 4 MB for a 3-minute song (MP3 previews of the first 90 s). "
+           "SynthGen writes the stem token by token, which is much slower: use a GPU runtime for the MusicGen models "
+           "(without one, `QUICK` generates only the first 30 s)."),
         code('''from IPython.display import display
 from synthgen_lib.notebook import GeneratePanel
 panel = GeneratePanel(project, inputs, references, model=MODEL or None, quick=QUICK)

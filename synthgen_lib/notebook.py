@@ -107,6 +107,47 @@ class LossPlot:
             self._handle.update(image)
 
 
+# The notebook settings that stand for the CLI's flags, so that a library message read in a
+# notebook names what to change there (flags without a notebook setting are left as they are).
+NOTEBOOK_SETTINGS = {"--root": "ROOT", "--window": "WINDOW", "--hop": "HOP", "--tracks": "TRACKS",
+                     "--track-duration": "TRACK_DURATION", "--soundfont": "SOUNDFONT", "--exclude": "EXCLUDE",
+                     "--lr": "LEARNING_RATE", "--init": "INIT", "--model-config": "MODEL_CONFIG",
+                     "--epochs": "EPOCHS", "--steps-per-epoch": "STEPS_PER_EPOCH", "--batch-size": "BATCH_SIZE",
+                     "--segment": "SEGMENT", "--accumulate": "ACCUMULATE", "--model": "MODEL"}
+
+
+def notebook_message(text: str) -> str:
+    """``text`` with each CLI flag that has a notebook setting written as that setting."""
+    import re
+
+    return re.sub(r"(?<![\w-])--[a-z][a-z-]*", lambda m: NOTEBOOK_SETTINGS.get(m.group(0), m.group(0)), text)
+
+
+def one_line_errors(shell=None) -> None:
+    """In this notebook, a SynthGen error is shown as one line (``error: ...``, flags written as
+    the notebook's settings) instead of a traceback; the cell still fails, so Run all stops."""
+    from .errors import SynthGenError
+
+    shell = shell or _ipython()
+    if shell is None:
+        return
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        first = (str(value).strip().splitlines() or [""])[0]
+        print(f"error: {notebook_message(first)}", file=sys.stderr)
+        return []
+
+    shell.set_custom_exc((SynthGenError,), handler)
+
+
+def _ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
 class CellStop(SystemExit):
     """Stops "Run all" at a notebook cell with one line (no traceback): the cells after it would
     only work on the wrong data."""

@@ -205,3 +205,23 @@ def test_quick_generates_only_the_start_of_a_long_input(project):
     separator.source.options = [("long", str(long_mix))]
     separator.quick, separator.QUICK_SECONDS = True, 2.0
     assert sf.info(str(separator.generate() / "synth.wav")).frames == 5 * 32000
+
+
+def test_library_errors_in_a_notebook_are_one_line_naming_the_notebook_setting(capfd):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from synthgen_lib.notebook import one_line_errors
+
+    shell = InteractiveShell.instance()
+    try:
+        one_line_errors(shell)
+        result = shell.run_cell("from synthgen_lib import prepare\nprepare('folder', None)")
+        err = capfd.readouterr().err
+        assert result.error_in_exec is not None  # the cell failed: Run all stops there
+        assert err.strip() == "error: the 'folder' source needs a dataset folder (ROOT)"
+        assert "Traceback" not in err and "--root" not in err
+        shell.run_cell("raise ValueError('a bug of ours')")  # anything else keeps its traceback
+        shown = capfd.readouterr()
+        assert "Traceback" in shown.out and "ValueError" in shown.out and shown.out.count("\n") > 3
+    finally:
+        InteractiveShell.clear_instance()
