@@ -31,6 +31,8 @@ BATCH, STEPS = 4, 504
 
 def lm_on_meta(shape: dict):
     import torch
+
+    from synthgen_lib.models import audiocraft_compat  # noqa: F401  (before audiocraft: xformers may be absent)
     from audiocraft.models.lm import LMModel
     from audiocraft.modules.codebooks_patterns import DelayedPatternProvider
     from audiocraft.modules.conditioners import ConditionFuser, ConditioningProvider
@@ -48,6 +50,8 @@ def frozen_params() -> int:
     """The frozen parts, counted on ``meta``: T5-base's encoder and the 32 kHz EnCodec (SEANet
     with 64 filters, ratios 8-5-4-4, 2 LSTM layers, 128-d latent, 4 x 2048 codebooks)."""
     import torch
+
+    from synthgen_lib.models import audiocraft_compat  # noqa: F401  (before audiocraft: xformers may be absent)
     from audiocraft.modules import SEANetDecoder, SEANetEncoder
     from transformers import T5Config, T5EncoderModel
 

@@ -30,7 +30,9 @@ from pathlib import Path
 STEPS = (("the requirements", ["-r", "requirements.txt"]),
          ("audiocraft (without its pins)", ["--no-deps", "-r", "requirements-nodeps.txt"]),
          ("SynthGen", ["--no-deps", "-e", "."]))
-IMPORTS = "import torch, torchaudio, synthgen_lib, synthgen_lib.notebook, audiocraft.models"
+# audiocraft after our compat module, which stands in for an xformers that does not fit this torch
+IMPORTS = ("import torch, torchaudio, synthgen_lib, synthgen_lib.notebook, synthgen_lib.models.audiocraft_compat, "
+           "audiocraft.models")
 MARKER = "synthgen_lib/colab_install.py"  # a folder holding this file is a SynthGen source tree
 
 

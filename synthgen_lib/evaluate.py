@@ -266,6 +266,7 @@ def conditioning_report(model: nn.Module | str | Path, dataset, batch_size: int 
     """Score ``dataset`` (a :class:`~synthgen_lib.encode.CodesDataset`) three ways. For the
     shuffled score window ``i`` gets window ``i - 1``'s mix (with a single window: its own
     mix rotated by half its length, so every frame meets another moment of the song)."""
+    from .models import audiocraft_compat  # noqa: F401  (before audiocraft: xformers may be absent)
     from audiocraft.modules.conditioners import nullify_wav
 
     from .errors import SynthGenError

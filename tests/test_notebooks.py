@@ -221,6 +221,10 @@ def test_encode_renders_real_pieces_from_the_music21_corpus(executed):
     assert len(names) == 4 and all(n.startswith("scores_s0_") for n in names)
     text = _text(results["02_encode_scores"])
     assert "source: scores — 4 tracks" in text and text.count("<audio") == 4  # mix and synth of two windows
+    import re
+
+    shown = re.findall(r"<h2>(scores_s0_\S+) from ", text)
+    assert len(shown) == 2 and len(set(shown)) == 2, shown  # two different tracks, not one twice
     assert "excluded (never read) (" in text and len(RESERVED.read_text().split()) > 50
     assert " playing the " in (dataset / "description" / f"{names[0]}.txt").read_text()
 

@@ -63,6 +63,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import audiocraft_compat  # noqa: F401  (first: audiocraft imports xformers.ops)
 from audiocraft.modules.chroma import ChromaExtractor
 from audiocraft.modules.transformer import create_sin_embedding
 from audiocraft.modules.conditioners import (AttributeDropout, ClassifierFreeGuidanceDropout, ConditionFuser,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from . import audiocraft_compat  # noqa: F401  (first: audiocraft imports xformers.ops)
 from audiocraft.models import CompressionModel, builders
 from omegaconf import OmegaConf
 from torch import nn
