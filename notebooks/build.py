@@ -16,25 +16,37 @@ HERE = Path(__file__).resolve().parent
 # the repository the install cell fetches: set in one place, pyproject.toml's [tool.synthgen]
 REPOSITORY = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["tool"]["synthgen"]
 
-INSTALL = '''# On Colab: fetch SynthGen and install it beside Colab's own torch (a few minutes). REPO_URL is the
-# repository (REPO_REF: a tag or commit, empty for the default branch) or a copy of it on Drive, a folder
-# or a .zip. A failure stops here with one line. Elsewhere SynthGen is already installed: nothing to do.
+INSTALL = '''# On Colab: get SynthGen's source from REPO_URL, the repository or a copy on Drive (folder or .zip); a failure
+# stops here with one line. Elsewhere SynthGen is already installed and these two cells do nothing.
 import sys
 if "google.colab" in sys.modules:
-    import os, runpy, subprocess, zipfile
+    import os, runpy, shutil, subprocess, warnings, zipfile
     from pathlib import Path
-    SCRIPT, local = "synthgen_lib/colab_install.py", Path(REPO_URL).expanduser()
-    if zipfile.is_zipfile(local):  # unpack the copy first: its installer is inside
-        zipfile.ZipFile(local).extractall("synthgen-zip")
-        local = next(Path("synthgen-zip").glob(f"**/{SCRIPT}"), Path("synthgen-zip/none")).parents[1]
-    elif not local.is_dir() and not Path("synthgen", SCRIPT).is_file():
+    warnings.filterwarnings("ignore", "To exit")  # a stop is one line, without IPython's advice to quit
+    SCRIPT, copy = "synthgen_lib/colab_install.py", Path(REPO_URL).expanduser()
+    if REPO_URL.startswith("/content/drive") and not os.path.ismount("/content/drive"):
+        from google.colab import drive
+        drive.mount("/content/drive")  # the copy is on Drive
+    if zipfile.is_zipfile(copy):
+        zipfile.ZipFile(copy).extractall("synthgen-source")
+    elif not copy.exists() and not Path("synthgen", SCRIPT).is_file():
+        shutil.rmtree("synthgen", ignore_errors=True)  # a clone cut short
         os.environ["GIT_TERMINAL_PROMPT"] = "0"  # a private or mistyped URL fails instead of asking
         clone = subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, "synthgen"], capture_output=True, text=True)
         if clone.returncode:
-            raise SystemExit(f"install stopped: git could not clone {REPO_URL} ({clone.stderr.strip().splitlines()[-1]})"
-                             " — check REPO_URL, or set it to a copy of SynthGen on Drive (a folder or a .zip)")
-    installer = runpy.run_path(str((local if local.is_dir() else Path("synthgen")) / SCRIPT))
-    print(installer["install"](str(local) if local.is_dir() else REPO_URL, REPO_REF, "synthgen"))'''
+            raise SystemExit(f"install stopped: git could not clone {REPO_URL} ({clone.stderr.strip()[-200:]}) — "
+                             "check REPO_URL, or set it to a copy of SynthGen on Drive (a folder or a .zip)")'''
+
+INSTALL_RUN = '''# On Colab: install SynthGen beside Colab's own torch (a few minutes; REPO_REF: a tag or commit, empty for
+# the default branch), check its imports, and say whether the runtime must restart.
+if "google.colab" in sys.modules:
+    roots = [Path("synthgen-source"), copy] if copy.exists() else [Path("synthgen")]
+    found = [p.parents[1] for root in roots for p in (*root.glob(SCRIPT), *root.glob(f"*/{SCRIPT}"))]
+    if not found:
+        raise SystemExit(f"install stopped: {REPO_URL} holds no copy of SynthGen (no {SCRIPT} in it) — point "
+                         "REPO_URL at the repository, or at a folder or .zip of it")
+    print(runpy.run_path(str(found[0] / SCRIPT))["install"](str(found[0]) if copy.exists() else REPO_URL, REPO_REF,
+                                                            "synthgen"))'''
 
 PROJECT = '''from synthgen_lib.notebook import gpu_gate, one_line_errors, project_folder
 one_line_errors()  # SynthGen's errors as one line naming the setting to change, not a traceback
@@ -74,23 +86,19 @@ SHARED_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
         md("## Install\nOn Colab this clones the repository and installs SynthGen without replacing Colab's "
            "torch (a few minutes). Elsewhere it does nothing. If the clone or an install fails, the cell stops with one line saying what to change; if Colab's runtime must restart, it says so."),
         code(INSTALL),
+        code(INSTALL_RUN),
         md("## Project folder and machine\nMounts Google Drive on Colab (you will be asked to allow it) and "
            "shows the GPU, versions and free memory. Instant."),
         code(PROJECT + '''
 from synthgen_lib.notebook import environment_report
 print(environment_report())'''),
-        md("## Optional: download a shared checkpoint or dataset\nPaste a Google Drive link or file id into "
-           "`SHARED_FILE` (and its SHA-256 if the author published one). The file is used only when it arrived "
-           "complete and matches the checksum. Seconds to minutes, depending on size."),
-        code('''from synthgen_lib.download import fetch
-from synthgen_lib.errors import SynthGenError
-if SHARED_FILE:
-    try:
-        print("downloaded", fetch(SHARED_FILE, project / "shared" / SHARED_NAME, SHARED_SHA256 or None))
-    except SynthGenError as error:
-        print("error:", error)
-else:
-    print("nothing to download (SHARED_FILE is empty)")'''),
+        md("## Optional: download a shared checkpoint or dataset\nPaste a link (a URL, or a Google Drive link or "
+           "file id) into `SHARED_FILE`, and its SHA-256 if the author published one. The file is used only when it "
+           "arrived complete and matches the checksum. A dataset archive (a `SHARED_NAME` ending in .zip, .tar or "
+           ".tar.gz) is downloaded resumably, checked and unpacked into `downloads/` and the settings the Encode "
+           "notebook needs for it are printed. Seconds to minutes, depending on size."),
+        code('''from synthgen_lib.notebook import get_shared
+shared = get_shared(SHARED_FILE, project, SHARED_NAME, SHARED_SHA256)'''),
     ],
     "02_encode_dataset.ipynb": [
         md("# SynthGen — 2. Encode Dataset\nChooses a data source, cuts it into training windows, writes it to "
@@ -120,6 +128,7 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
            "this installs FluidSynth and the FluidR3 General MIDI SoundFont for them (about 30 seconds). "
            "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are)."),
         code(INSTALL),
+        code(INSTALL_RUN),
         code('''if "google.colab" in sys.modules and SOURCE in ("sampled", "scores"):
     !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
         code(PROJECT),
@@ -127,17 +136,19 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
     TRACKS, TRACK_DURATION = 4, 11.0
     SYNTHGEN, SYNTHGEN_CONFIG = "tiny", {"dim": 32, "num_heads": 2, "card": 64}'''),
         md("## Optional: download a real dataset\n`GET_DATA` fetches and unpacks one into the project folder "
-           "(`downloads/`) and points `SOURCE` and `ROOT` at it: the MUSDB18 7-second sample or MUSDB18-HQ (about "
+           "(`downloads/`) and points `SOURCE`, `ROOT` and `DATASET` (named after the download) at it: the MUSDB18 7-second sample or MUSDB18-HQ (about "
            "23 GB; Zenodo may ask you to request access, then paste its link in `GET_LINK`), Slakh2100 streamed and "
            "cut to `GET_TRACKS` tracks (with `GET_SYNTH_ONLY`, only the synth stems are kept: the full set is "
            "100 GB), the small BabySlakh, or `link`: any zip/tar/tar.gz archive URL or Google Drive file or folder "
-           "link in `GET_LINK` (e.g. your own `mix/`, `synth/`, `description/` folders, zipped). Interrupted? Run "
+           "link in `GET_LINK` (e.g. your own `mix/`, `synth/`, `description/` folders, zipped). The archive and its "
+           "unpacked files share the project folder until the unpack ends: MUSDB18-HQ needs about twice 23 GB free "
+           "(more than a free Google Drive; untick `USE_DRIVE` to use the runtime's disk). Interrupted? Run "
            "it again: the download resumes, and a finished one is not fetched again. Where each dataset comes from: "
            "docs/data.md."),
         code('''from synthgen_lib.notebook import get_dataset
 got = get_dataset(GET_DATA, project, GET_LINK, tracks=GET_TRACKS, synth_only=GET_SYNTH_ONLY, sha256=GET_SHA256)
 if got:
-    SOURCE, ROOT = got'''),
+    SOURCE, ROOT, DATASET = got'''),
         md("## Write the dataset\nThe synthetic set renders at 18–35x realtime on one CPU core (`python -m "
            "bench.synthetic`; 64 tracks of 30 s: one to two minutes); the sampled and scores sets go through "
            "FluidSynth and take longer; other sources are "
@@ -192,6 +203,7 @@ INIT = ""  #@param {type:"string"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
+        code(INSTALL_RUN),
         code(PROJECT),
         code('''if QUICK:  # a tiny model and a few steps: runs in seconds on a CPU
     EPOCHS, STEPS_PER_EPOCH, BATCH_SIZE, SEGMENT, CODES = 2, 3, 2, 1.0, "synth64-tiny"
@@ -226,7 +238,7 @@ print(evaluate_run(result.best, data))'''),
            "one, with spectrograms and SI-SDR beside the mix's own. SynthGen models write a new synth for the mix "
            "from your description (and with *remix*, put it in place of the old one); only the selected family's "
            "controls are shown. Each result gets its own folder under `generated/` in the project folder, with "
-           "24-bit stems and `stems.zip` (downloaded on Colab); the players hold MP3 previews."),
+           "24-bit stems and `stems.zip` (on Colab, the Download stems button fetches it); the players hold MP3 previews."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
 MODEL = ""  #@param {type:"string"}
@@ -234,6 +246,7 @@ UPLOAD = False  #@param {type:"boolean"}
 AUTO_RUN = False  # press Generate for me (used by the headless tests)''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
+        code(INSTALL_RUN),
         code(PROJECT),
         md("## Inputs\nThe bundled example plus the validation tracks of your dataset, if you made one. With "
            "`UPLOAD` ticked, Colab asks for audio files to upload (its own dialog: the panel's upload button is for "

@@ -333,12 +333,15 @@ def _fetch_and_unpack(link: str, known: KnownDataset | None, settings: dict, wor
         if not local.is_file():
             raise DownloadError(f"{link}: a folder, not an archive — use it directly as the dataset folder")
         archive = local
-    elif _is_http(link) and subset:
-        archive = None
+    elif _is_http(link) and subset and not (sha256 or (known and known.md5 and link == known.url)):
+        archive = None  # streamed: only the selected tracks are ever stored (a checksum needs the whole file)
         count = _stream_slakh(link, staging, tracks, synth_only, timeout, progress)
     elif _is_http(link):
         archive = download_resumable(link, work / "archive", timeout, progress)
     elif "/folders/" in link and (folder_id := drive_id(link)) is not None:
+        if sha256:
+            raise DownloadError(f"{link}: a SHA-256 checks one file, and this is a Drive folder — share the archive "
+                                "file itself, or leave the checksum empty")
         if subset:
             raise DownloadError(f"{link}: Slakh track selection reads one archive — share the .tar.gz file itself")
         download_drive_folder(folder_id, staging, progress)

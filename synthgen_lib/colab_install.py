@@ -51,9 +51,19 @@ class RestartNeeded(InstallStopped):
         super().__init__(message, prefix="")
 
 
+# pip's closing lines that point elsewhere instead of saying what failed
+_GENERIC = ("hint: see above", "note: this error originates", "error: subprocess-exited-with-error",
+            "for help visit", "error: failed-wheel-build", "╰─>", "error: resolutionimpossible")
+
+
 def _last_line(text: str) -> str:
+    """The line of a tool's output that says what failed: its last ``ERROR:``/``error:`` line that
+    is not one of pip's pointers to the lines above, else its last line."""
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no message"
+    errors = [line for line in lines if line.lower().startswith(("error", "fatal")) and
+              not line.lower().startswith(_GENERIC)]
+    line = (errors or lines or ["no message"])[-1]
+    return line[:300]
 
 
 def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -108,13 +118,27 @@ def fetch_source(source: str, target: str | Path, ref: str = "") -> Path:
                 shutil.rmtree(target, ignore_errors=True)
                 raise InstallStopped(f"git could not clone {source} ({_last_line(clone.stderr)}) — check REPO_URL, "
                                      "or set it to a copy of SynthGen on Drive (a folder or a .zip)")
-    if ref and (target / ".git").exists():
-        fetched = _run(["git", "fetch", "-q", "--depth", "1", "origin", ref], cwd=target)
+    if (target / ".git").exists() and not local.exists():  # a clone: move it to the ref (or back to the default)
+        fetched = _run(["git", "fetch", "-q", "--depth", "1", "origin", ref or "HEAD"], cwd=target)
         moved = fetched if fetched.returncode else _run(["git", "checkout", "-q", "FETCH_HEAD"], cwd=target)
-        if moved.returncode:
+        if moved.returncode and ref:
             raise InstallStopped(f"{source} has no tag, branch or commit {ref!r} ({_last_line(moved.stderr)}) — "
                                  "check REPO_REF, or leave it empty for the default branch")
     return target
+
+
+def _keep_torch(python: str, repo: Path) -> list[str]:
+    """pip's ``-c`` option with a constraints file pinning the torch and torchaudio ``python``
+    already has (Colab's, built for its CUDA): no requirement may replace them. Empty when torch
+    is not installed yet (a fresh machine gets the newest that fits)."""
+    probe = _run([python, "-c", "import importlib.metadata as m\nfor d in ('torch', 'torchaudio'):\n    try:\n"
+                  "        print(f'{d}=={m.version(d)}')\n    except m.PackageNotFoundError:\n        pass"])
+    pins = [line for line in probe.stdout.split() if "==" in line] if probe.returncode == 0 else []
+    if not pins:
+        return []
+    constraints = repo / "keep-torch.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    return ["-c", str(constraints)]
 
 
 def _loaded_versions() -> dict[str, str]:
@@ -142,10 +166,15 @@ def install(source: str, ref: str = "", target: str | Path = "synthgen", python:
     """
     repo = fetch_source(source, target, ref).resolve()
     before = _loaded_versions() if python == sys.executable else {}
+    keep = _keep_torch(python, repo)
+    log = repo / "install.log"
     for what, args in STEPS:
-        step = _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args], cwd=repo)
+        step = _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *keep, *args], cwd=repo)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"$ pip install {' '.join(args)}\n{step.stdout}{step.stderr}\n")
         if step.returncode:
-            raise InstallStopped(f"pip could not install {what} ({_last_line(step.stderr or step.stdout)})")
+            raise InstallStopped(f"pip could not install {what} ({_last_line(step.stderr or step.stdout)}; "
+                                 f"pip's whole output is in {log})")
     check = _run([python, "-c", f"{IMPORTS}; print(torch.__version__, synthgen_lib.__version__)"], cwd=repo.parent)
     if check.returncode:
         raise InstallStopped(f"installed, but the import check failed ({_last_line(check.stderr)})")
@@ -153,6 +182,8 @@ def install(source: str, ref: str = "", target: str | Path = "synthgen", python:
     if python == sys.executable and str(repo) not in sys.path:
         sys.path.insert(0, str(repo))  # the running kernel has not read the editable install's .pth
     done = f"SynthGen {version} installed from {source} beside torch {torch_version}"
+    if ref and not (repo / ".git").exists():
+        done += f" (REPO_REF {ref!r} not used: a copy has no history)"
     changed = sorted(d for d, v in before.items() if _version(d) not in (v, None))
     if changed:
         raise RestartNeeded(f"{done}; restart needed ({', '.join(changed)} changed under the running kernel): "

@@ -15,6 +15,7 @@ import torch
 
 from .audio import SAMPLE_RATE, load_audio
 from .display import comparison_html, loss_curve_png
+from .errors import SynthGenError
 
 
 def in_colab() -> bool:
@@ -120,13 +121,13 @@ def notebook_message(text: str) -> str:
     """``text`` with each CLI flag that has a notebook setting written as that setting."""
     import re
 
+    text = re.sub(r"'synthgen download ([\w-]+) --output DIR'", r"GET_DATA = '\1' (Encode notebook)", text)
     return re.sub(r"(?<![\w-])--[a-z][a-z-]*", lambda m: NOTEBOOK_SETTINGS.get(m.group(0), m.group(0)), text)
 
 
 def one_line_errors(shell=None) -> None:
     """In this notebook, a SynthGen error is shown as one line (``error: ...``, flags written as
     the notebook's settings) instead of a traceback; the cell still fails, so Run all stops."""
-    from .errors import SynthGenError
 
     shell = shell or _ipython()
     if shell is None:
@@ -148,37 +149,40 @@ def _ipython():
     return get_ipython()
 
 
-class CellStop(SystemExit):
-    """Stops "Run all" at a notebook cell with one line (no traceback): the cells after it would
-    only work on the wrong data."""
+class CellStop(SynthGenError):
+    """Stops "Run all" at a notebook cell with one line (shown by :func:`one_line_errors`, no
+    traceback): the cells after it would only work on the wrong data."""
 
 
 def get_dataset(choice: str, project: str | Path, link: str = "", tracks: int | None = None,
-                synth_only: bool = True, sha256: str = "") -> tuple[str, str] | None:
+                synth_only: bool = True, sha256: str = "") -> tuple[str, str, str] | None:
     """The Encode notebook's download step: fetch and unpack ``choice`` (``musdb-sample``,
     ``musdb-hq``, ``slakh``, ``babyslakh``, or ``link``: an archive URL or Drive file/folder
-    link in ``link``) into ``project/downloads/NAME``, and return the ``(SOURCE, ROOT)`` the
-    next cells should read; ``None`` for ``"none"``. For a named dataset, ``link`` replaces its
-    download link (a mirror, Zenodo's access link, a Drive copy). Reruns return at once;
-    interrupted downloads resume.
+    link in ``link``) into ``project/downloads/NAME``, and return the ``(SOURCE, ROOT, DATASET)``
+    the next cells should use (DATASET named after the download, so it never mixes into another
+    dataset); ``None`` for ``"none"``. For a named dataset, ``link`` replaces its download link
+    (a mirror, Zenodo's access link, a Drive copy). ``tracks`` cuts Slakh2100 (streamed; BabySlakh
+    is small and downloads whole, checked). Reruns return at once; interrupted downloads resume.
 
     Raises:
         CellStop: one line naming what failed (no network, not found, not shared, quota...).
     """
+    import hashlib
+
     from .archives import dataset_source, download_dataset
     from .download import drive_id
-    from .errors import SynthGenError
 
     link = link.strip()
     if choice == "none":
-        print("nothing to download (GET_DATA is 'none'): SOURCE and ROOT stay as set above")
+        print("nothing to download (GET_DATA is 'none'): SOURCE, ROOT and DATASET stay as set above")
         return None
     slakh = choice in ("slakh", "babyslakh")
-    tracks = int(tracks) if slakh and tracks else None
+    tracks = int(tracks) if choice == "slakh" and tracks else None
     if choice == "link":
         if not link:
-            raise CellStop("error: GET_DATA is 'link' but GET_LINK is empty — paste an archive URL or a Drive link")
-        name = drive_id(link) or Path(link.split("?")[0]).name.split(".")[0] or "dataset"
+            raise CellStop("GET_DATA is 'link' but GET_LINK is empty — paste an archive URL or a Drive link")
+        stem = drive_id(link) or Path(link.split("?")[0]).name.split(".")[0] or "dataset"
+        name = f"{stem}-{hashlib.sha1(link.encode()).hexdigest()[:6]}"  # two links never share a folder
     else:
         name = choice + (f"-{tracks}" if tracks else "") + ("-synth" if slakh and synth_only else "")
     try:
@@ -186,10 +190,41 @@ def get_dataset(choice: str, project: str | Path, link: str = "", tracks: int | 
                                 sha256.strip() or None, url=None if choice == "link" else link or None,
                                 tracks=tracks, synth_only=slakh and synth_only)
     except SynthGenError as exc:
-        raise CellStop(f"error: {exc}") from None
+        raise CellStop(str(exc)) from None
     source = dataset_source(root) or "folder"
-    print(f"{choice} is in {root}; the next cells read it as SOURCE = {source!r}, ROOT = {str(root)!r}")
-    return source, str(root)
+    print(f"{choice} is in {root}; the next cells use SOURCE = {source!r}, ROOT = {str(root)!r}, "
+          f"DATASET = {name!r} (train on it with DATASET = {name!r} in the Train notebook)")
+    return source, str(root), name
+
+
+def get_shared(link: str, project: str | Path, name: str, sha256: str = "") -> Path | None:
+    """The Setup notebook's download: a shared file from a URL or Google Drive link into
+    ``project/shared/name``, used only when complete (and matching ``sha256``). An archive
+    (``name`` ending in .zip, .tar, .tar.gz...) is unpacked into ``project/downloads/`` instead,
+    and the Encode notebook's ``SOURCE``/``ROOT`` for it are printed. ``None`` when ``link`` is
+    empty.
+
+    Raises:
+        CellStop: one line naming what failed.
+    """
+    from .archives import dataset_source, download_dataset, is_archive_name
+    from .download import fetch
+
+    if not link.strip():
+        print("nothing to download (SHARED_FILE is empty)")
+        return None
+    try:
+        if is_archive_name(name):
+            stem = Path(name).name.split(".")[0] or "shared"
+            root = download_dataset(link.strip(), Path(project) / "downloads" / stem, sha256.strip() or None)
+            print(f"unpacked into {root}; in the Encode notebook set SOURCE = "
+                  f"{dataset_source(root) or 'folder'!r}, ROOT = {str(root)!r}")
+            return root
+        path = fetch(link.strip(), Path(project) / "shared" / name, sha256.strip() or None)
+    except SynthGenError as exc:
+        raise CellStop(str(exc)) from None
+    print("downloaded", path)
+    return path
 
 
 def upload_audio(project: str | Path) -> dict[str, Path]:
@@ -275,6 +310,10 @@ class GeneratePanel:
         self.cfg_coef = w.FloatSlider(value=3.0, min=1.0, max=10.0, step=0.5, description="cfg_coef")
         self.seed = w.IntText(value=0, description="seed")
         self.button = w.Button(description="Generate", button_style="primary", icon="play")
+        self.download = w.Button(description="Download stems", icon="download",
+                                 layout=w.Layout(display="none"))  # Colab: the last result's stems.zip
+        self.download.on_click(lambda _: self.download_stems())
+        self.last: Path | None = None
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(visibility="hidden"))
         self.status = w.HTML()
         self.output = w.Output()
@@ -284,7 +323,7 @@ class GeneratePanel:
         self.model.observe(lambda _: self._show_family_controls(), names="value")
         self._show_family_controls()
         self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.knobs,
-                              w.HBox([self.button, self.progress]), self.status, self.output])
+                              w.HBox([self.button, self.download, self.progress]), self.status, self.output])
 
     def _model_options(self, model: str | None) -> list[tuple[str, str]]:
         """``(label, value)`` for the model list: bundled, this project's runs (named by run,
@@ -313,7 +352,6 @@ class GeneratePanel:
         return self._classes[key]
 
     def _show_family_controls(self) -> None:
-        from .errors import SynthGenError
 
         try:
             family, self.status.value = self._family(), ""
@@ -331,6 +369,9 @@ class GeneratePanel:
             path = self.project / "uploads" / Path(item["name"]).name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bytes(item["content"]))
+            self.upload.value = ()  # used once: the next press reads the input menu or the path again
+            self.source.options = [*self.source.options, (path.stem, str(path))]
+            self.source.value = str(path)
             return path.stem, path
         if self.path.value.strip():
             path = Path(self.path.value.strip())
@@ -446,7 +487,6 @@ class GeneratePanel:
         try:
             return self._generate(in_panel, started)
         except Exception as exc:  # every error is one line in the panel, the library's or not
-            from .errors import SynthGenError
 
             lines = str(exc).strip().splitlines() or [""]
             line = lines[0] if isinstance(exc, SynthGenError) else f"{type(exc).__name__}: {lines[0]}".rstrip(": ")
@@ -502,13 +542,24 @@ class GeneratePanel:
         self._emit(in_panel, html=comparison_html(stems, SAMPLE_RATE, title=title, scores=scores, compressed=True,
                                                   max_seconds=self.preview_seconds))
         wavs = ", ".join(sorted(p.name for p in folder.glob("*.wav")))
-        self._emit(in_panel, text=f"saved {wavs} (24-bit) and {stems_zip.name} in {folder}")
+        self._emit(in_panel, text=f"saved {wavs} (24-bit) and {stems_zip.name} in the project folder's "
+                                  f"{folder.relative_to(self.project)}")
         self._say(f"done in {time.monotonic() - started:.0f} s: {name}", 1.0)
-        if in_colab():
+        self.last = folder
+        self.download.layout.display = "" if in_colab() else "none"
+        return folder
+
+    def download_stems(self) -> None:
+        """On Colab, download the last result's ``stems.zip`` (a press, not every run: a song's
+        24-bit stems are tens of MB); a refused download is one line in the panel."""
+        if self.last is None:
+            return
+        try:
             from google.colab import files  # type: ignore[import-not-found]
 
-            files.download(str(stems_zip))
-        return folder
+            files.download(str(self.last / "stems.zip"))
+        except Exception as exc:  # e.g. the browser blocked it: the stems are still in the folder
+            self._say(f"error: the download did not start ({type(exc).__name__}: {exc}) — stems.zip is in {self.last}")
 
 
 def _zip_stems(folder: Path) -> Path:

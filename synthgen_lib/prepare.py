@@ -173,6 +173,24 @@ def _check_output(out: Path, root: str | Path | None) -> None:
                            "give a new or empty folder (prepare resumes only in folders it wrote)")
 
 
+def _check_same_dataset(out: Path, source: str, root: str | None) -> None:
+    """Resume only the dataset a folder was started with: another source (or another root) going
+    into the same folder would mix two datasets without a word."""
+    path = out / "prepare.json"
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # an unreadable mark is rewritten; the tracks themselves are checked as they are read
+    was = (before.get("source"), before.get("root", root))
+    if was != (source, root):
+        then = f"the {was[0]} source" + (f" ({was[1]})" if was[1] else "")
+        now = f"the {source} source" + (f" ({root})" if root else "")
+        raise DatasetError(f"{out}: this folder holds a dataset prepared from {then}, not {now} — give a new "
+                           "--output folder (in the notebook: another DATASET name)")
+
+
 def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
             output: str | Path | None = None, *, num_tracks: int = 64, track_duration: float = 30.0,
             seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
@@ -221,8 +239,10 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                            notes=_short_note(src, ws))
     if output is not None:
         out = Path(output)
+        origin = {"root": None if root is None else str(Path(root).expanduser().resolve())}
+        _check_same_dataset(out, report.source, origin["root"])
         if not (out / "prepare.json").is_file():  # marks the folder as ours before the first track
-            write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
+            write_text_atomic(out / "prepare.json", json.dumps({**asdict(report), **origin}, indent=1))
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]
         silent: dict[str, list[str]] = {"mix": [], "synth": []}
         failed = []
@@ -240,6 +260,6 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                                     "examples without a synth; remove them if the export went wrong")
         report.problems += [f"track not written: {error}" for error in failed]
         report.output, report.written = str(out), len(todo) - len(failed)
-        write_text_atomic(out / "prepare.json", json.dumps(asdict(report), indent=1))
+        write_text_atomic(out / "prepare.json", json.dumps({**asdict(report), **origin}, indent=1))
         _keep_splits(out, src)
     return report

@@ -55,8 +55,10 @@ def pip(monkeypatch):
         if command[1:3] == ["-m", "pip"]:
             calls.append(command[3:])
             return subprocess.CompletedProcess(command, 0, "", "")
+        if command[1] == "-c" and "importlib.metadata" in command[2]:  # the torch the runtime has
+            return subprocess.CompletedProcess(command, 0, "torch==2.8.0+cu126\ntorchaudio==2.8.0+cu126\n", "")
         if command[1] == "-c":
-            return subprocess.CompletedProcess(command, 0, "2.9.1 0.1.0\n", "")
+            return subprocess.CompletedProcess(command, 0, "2.8.0+cu126 0.1.0\n", "")
         return real(command, cwd)
 
     monkeypatch.setattr(colab_install, "_run", fake)
@@ -68,6 +70,8 @@ def test_git_source_is_cloned_and_moved_to_the_ref(tmp_path, repo, pip):
     assert (target / "version.txt").read_text() == "two"
     fetch_source(f"file://{repo}", target, ref="v1")
     assert (target / "version.txt").read_text() == "one"
+    fetch_source(f"file://{repo}", target, ref="")  # REPO_REF emptied again: back to the default branch
+    assert (target / "version.txt").read_text() == "two"
 
 
 def test_a_bad_url_or_ref_stops_with_one_line(tmp_path, repo):
@@ -92,6 +96,10 @@ def test_a_folder_or_a_zip_on_drive_is_copied(tmp_path, pip):
     assert line.startswith("SynthGen 0.1.0 installed from") and line.endswith("no restart needed")
     assert [c[-2:] for c in pip] == [["-r", "requirements.txt"], ["-r", "requirements-nodeps.txt"], ["-e", "."]]
     assert "--no-deps" not in pip[0] and "--no-deps" in pip[1] and "--no-deps" in pip[2]
+    # every step is constrained to the torch the runtime already has: nothing may replace Colab's
+    assert all(c[c.index("-c") + 1] == str(tmp_path / "b" / "keep-torch.txt") for c in pip)
+    assert (tmp_path / "b" / "keep-torch.txt").read_text().split() == ["torch==2.8.0+cu126", "torchaudio==2.8.0+cu126"]
+    assert "beside torch 2.8.0+cu126" in line
 
 
 @pytest.mark.parametrize("make, message", [
@@ -112,6 +120,19 @@ def test_a_failing_pip_step_stops_with_its_last_error_line(tmp_path):
     message = str(stop.value)
     assert message.startswith("install stopped: pip could not install the requirements (")
     assert "no-such-package.whl" in message and "\n" not in message
+    assert f"pip's whole output is in {folder.resolve() / 'install.log'}" in message
+    assert "no-such-package.whl" in (folder / "install.log").read_text()
+
+
+def test_the_line_taken_from_pip_says_what_failed_not_where_to_look():
+    from synthgen_lib.colab_install import _last_line
+
+    out = ("  error: subprocess-exited-with-error\n  × Building wheel for lameenc did not run successfully.\n"
+           "ERROR: Failed building wheel for lameenc\nerror: failed-wheel-build-for-install\n"
+           "╰─> lameenc\nhint: See above for details.\n")
+    assert _last_line(out) == "ERROR: Failed building wheel for lameenc"
+    assert _last_line("fatal: repository 'x' does not exist\n") == "fatal: repository 'x' does not exist"
+    assert _last_line("") == "no message"
 
 
 def test_a_failing_import_check_stops(tmp_path):

@@ -568,3 +568,22 @@ def test_cli_download_prints_where_it_went_and_what_reads_it(tmp_path, server, c
     assert main(["download", f"{server.url}/gone.zip", "--output", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err == (f"synthgen: error: {server.url}/gone.zip: not found (HTTP 404) — check the "
                                        "link: the file may have moved or been deleted\n")
+
+
+def test_a_slakh_subset_with_a_checksum_downloads_the_whole_archive_and_checks_it(tmp_path, server):
+    import hashlib
+
+    data = _slakh_tar()
+    server.files["/slakh.tar.gz"] = data
+    good = hashlib.sha256(data).hexdigest()
+    with pytest.raises(DownloadError, match="(?i)sha-?256"):  # streamed, it could not have been checked at all
+        download_dataset(f"{server.url}/slakh.tar.gz", tmp_path / "bad", "0" * 64, tracks=2, progress=False)
+    dest = download_dataset(f"{server.url}/slakh.tar.gz", tmp_path / "slakh", good, tracks=2, synth_only=True,
+                            progress=False)
+    assert sorted(p.name for p in dest.glob("Track*")) == ["Track00001", "Track00003"]
+
+
+def test_a_checksum_for_a_drive_folder_is_refused(tmp_path):
+    with pytest.raises(DownloadError, match="a SHA-256 checks one file, and this is a Drive folder"):
+        download_dataset("https://drive.google.com/drive/folders/1AbCdEfGhIjKlMnOpQrStUvWxYz012345", tmp_path / "d",
+                         "a" * 64, progress=False)

@@ -2,6 +2,7 @@
 button makes)."""
 from __future__ import annotations
 
+import datetime
 import sys
 import types
 import zipfile
@@ -189,7 +190,28 @@ def test_on_colab_uploads_use_colabs_dialog_and_the_zip_is_downloaded(project, c
     panel = GeneratePanel(root, inputs, model="synthlstm-demo")
     assert panel.upload.layout.display == "none"  # the widget upload fails on Colab above about 1 MB
     folder = panel.generate()
+    assert colab.downloaded == [] and panel.download.layout.display == ""  # tens of MB: only when asked
+    panel.download.click()
     assert colab.downloaded == [str(folder / "stems.zip")]
+
+    def blocked(path):
+        raise RuntimeError("the browser blocked the download")
+
+    colab.download = blocked
+    panel.download.click()
+    assert "error: the download did not start (RuntimeError" in panel.status.value and str(folder) in panel.status.value
+
+
+def test_an_upload_is_used_once_then_the_menu_again(project):
+    root, mix = project
+    panel = _panel(project, "synthlstm-demo")
+    panel.upload.value = ({"name": "up.wav", "content": memoryview(mix.read_bytes()), "type": "audio/wav",
+                           "size": mix.stat().st_size,
+                           "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert panel.generate().name.startswith("up-")
+    assert panel.upload.value == () and panel.source.label == "up"  # kept in the menu, selected
+    panel.source.value = mix
+    assert panel.generate().name.startswith("song-")
 
 
 def test_quick_generates_only_the_start_of_a_long_input(project):
@@ -219,9 +241,50 @@ def test_library_errors_in_a_notebook_are_one_line_naming_the_notebook_setting(c
         err = capfd.readouterr().err
         assert result.error_in_exec is not None  # the cell failed: Run all stops there
         assert err.strip() == "error: the 'folder' source needs a dataset folder (ROOT)"
+        from synthgen_lib.data.musdb_source import GET_IT
+        from synthgen_lib.notebook import notebook_message
+
+        hint = notebook_message(GET_IT)  # the CLI's download commands become the Encode notebook's field
+        assert "GET_DATA = 'musdb-sample' (Encode notebook)" in hint and "synthgen download" not in hint
         assert "Traceback" not in err and "--root" not in err
         shell.run_cell("raise ValueError('a bug of ours')")  # anything else keeps its traceback
         shown = capfd.readouterr()
         assert "Traceback" in shown.out and "ValueError" in shown.out and shown.out.count("\n") > 3
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A 127.0.0.1 server for the files of ``tmp_path / "www"``."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_setup_downloads_a_shared_checkpoint_or_unpacks_a_shared_dataset(tmp_path, served, capsys):
+    from synthgen_lib.notebook import CellStop, get_shared
+
+    www, base = served
+    (www / "model.pt").write_bytes(b"weights")
+    with zipfile.ZipFile(www / "stems.zip", "w") as z:
+        z.writestr("stems/mix/a.wav", b"x")
+        z.writestr("stems/synth/a.wav", b"y")
+    project = tmp_path / "project"
+    assert get_shared(f"{base}/model.pt", project, "mine.pt").read_bytes() == b"weights"
+    root = get_shared(f"{base}/stems.zip", project, "stems.zip")
+    assert root == project / "downloads" / "stems" and (root / "synth" / "a.wav").read_bytes() == b"y"
+    assert f"SOURCE = 'folder', ROOT = '{root}'" in capsys.readouterr().out
+    with pytest.raises(CellStop, match=r"gone.pt: not found \(HTTP 404\)"):
+        get_shared(f"{base}/gone.pt", project, "gone.pt")
+    assert get_shared("", project, "x.pt") is None

@@ -83,13 +83,42 @@ def test_committed_notebooks_are_what_build_py_writes(tmp_path):
     assert set(build.NOTEBOOKS) == set(ORDER)
 
 
-def test_install_cell_stops_in_one_line_when_the_clone_fails(tmp_path, monkeypatch):
-    """On (a stand-in for) Colab, a REPO_URL that cannot be cloned stops Run all at the install
-    cell with one line, before any pip call; nothing after it runs."""
+@pytest.fixture
+def colab_kernel(tmp_path, monkeypatch):
+    """Kernels started from now on hold a stand-in ``google.colab`` module, as Colab's do."""
     startup = tmp_path / "ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True)
     (startup / "00-colab.py").write_text("import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n")
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+
+
+@pytest.mark.parametrize("form", ["zip", "folder"])
+def test_install_cell_runs_the_installer_of_a_copy_on_drive(tmp_path, colab_kernel, form):
+    """REPO_URL may name a copy of the repository on Drive (GitHub's zip wraps it in a folder):
+    the cell finds the installer inside and hands it the copy (here an installer that only
+    says what it was given, so this environment is not reinstalled)."""
+    import zipfile
+
+    copy = tmp_path / "drive" / "synthgen-main"
+    (copy / "synthgen_lib").mkdir(parents=True)
+    (copy / "synthgen_lib" / "colab_install.py").write_text(
+        "def install(source, ref, target):\n    return f'fake install of {source} ref={ref!r} into {target}'\n")
+    source = copy
+    if form == "zip":
+        source = tmp_path / "drive" / "synthgen.zip"
+        with zipfile.ZipFile(source, "w") as z:
+            z.write(copy / "synthgen_lib" / "colab_install.py", "synthgen-main/synthgen_lib/colab_install.py")
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "01_setup.ipynb"), str(out), cwd=str(tmp_path), kernel_name="python3",
+                               progress_bar=False, parameters={"REPO_URL": str(source), "REPO_REF": "v1",
+                                                               "LOCAL_ROOT": str(tmp_path), "USE_DRIVE": False})
+    unpacked = "synthgen-source/synthgen-main" if form == "zip" else copy  # the zip is unpacked beside it
+    assert f"fake install of {unpacked} ref='v1' into synthgen" in _text(json.loads(out.read_text()))
+
+
+def test_install_cell_stops_in_one_line_when_the_clone_fails(tmp_path, colab_kernel):
+    """On (a stand-in for) Colab, a REPO_URL that cannot be cloned stops Run all at the install
+    cell with one line, before any pip call; nothing after it runs."""
     out = tmp_path / "out.ipynb"
     bad = str(tmp_path / "no-such-repo.git")
     with pytest.raises(papermill.PapermillExecutionError) as failed:
@@ -100,6 +129,8 @@ def test_install_cell_stops_in_one_line_when_the_clone_fails(tmp_path, monkeypat
     message = failed.value.evalue
     assert message.startswith(f"install stopped: git could not clone {bad} (") and "\n" not in message
     assert "REPO_URL" in message and not (tmp_path / "synthgen").exists()
+    shown = json.dumps(json.loads(out.read_text())["cells"])
+    assert "To exit: use" not in shown  # IPython's advice to quit is not shown beside the line
     cells = json.loads(out.read_text())["cells"]
     ran = [c for c in cells if c["cell_type"] == "code" and c.get("execution_count")]
     assert "google.colab" in "".join(ran[-1]["source"])  # the install cell was the last one to run
@@ -161,12 +192,16 @@ def test_encode_downloads_a_dataset_archive_and_prepares_it(tmp_path, archive_se
     papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
                                kernel_name="python3", progress_bar=False, parameters={**params, "SYNTHGEN": "none"})
     project = tmp_path / "SynthGen"
-    root = project / "downloads" / "my-songs"
+    import hashlib
+
+    name = "my-songs-" + hashlib.sha1(f"{base}/my-songs.tar.gz".encode()).hexdigest()[:6]
+    root = project / "downloads" / name
     assert sorted(p.name for p in (root / "mix").iterdir()) == ["song0.wav", "song1.wav", "song2.wav"]
     text = _text(json.loads(out.read_text()))
-    assert f"the next cells read it as SOURCE = 'folder', ROOT = '{root}'" in text
+    assert f"the next cells use SOURCE = 'folder', ROOT = '{root}', DATASET = '{name}'" in text
     assert "source: folder — 3 tracks" in text  # prepare read the download, not the synthetic default
-    assert len(list((project / "datasets" / "mine" / "mix").glob("*.wav"))) == 3
+    assert len(list((project / "datasets" / name / "mix").glob("*.wav"))) == 3
+    assert not (project / "datasets" / "mine").exists()  # never mixed into the dataset named in the form
     papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
                                kernel_name="python3", progress_bar=False, parameters={**params, "SYNTHGEN": "none"})
     assert asked == ["/my-songs.tar.gz"]  # the rerun used what was there
@@ -174,8 +209,13 @@ def test_encode_downloads_a_dataset_archive_and_prepares_it(tmp_path, archive_se
     with pytest.raises(papermill.PapermillExecutionError) as failed:
         papermill.execute_notebook(str(NOTEBOOKS / "02_encode_dataset.ipynb"), str(out), cwd=str(tmp_path),
                                    kernel_name="python3", progress_bar=False, parameters=params)
-    assert failed.value.ename == "CellStop" and "not found (HTTP 404)" in failed.value.evalue
-    assert "\n" not in failed.value.evalue
+    assert failed.value.exec_count is not None  # Run all stopped at the download cell
+    streams = [o for cell in json.loads(out.read_text())["cells"] for o in cell.get("outputs", [])
+               if o.get("output_type") == "stream" and "not found (HTTP 404)" in "".join(o["text"])]
+    line = "".join(streams[0]["text"]).strip()
+    assert line.startswith("error: ") and "gone.tar.gz" in line and "\n" not in line  # one line, no traceback
+    assert not [o for cell in json.loads(out.read_text())["cells"] for o in cell.get("outputs", [])
+                if o.get("output_type") == "error" and o.get("traceback")]
 
 
 def test_without_a_gpu_only_the_quick_settings_run(executed):

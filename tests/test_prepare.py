@@ -8,7 +8,7 @@ import pytest
 from synthgen_lib.audio import load_audio
 from synthgen_lib.data import FolderSource
 from synthgen_lib.data.synthetic import SyntheticSource, render_track
-from synthgen_lib.errors import SynthGenError
+from synthgen_lib.errors import DatasetError, SynthGenError
 from synthgen_lib.prepare import prepare
 
 from .conftest import tone, write
@@ -81,3 +81,21 @@ def test_a_track_that_fails_is_listed_and_the_others_are_written(tmp_path, worke
     assert report.written == 2
     assert report.problems == ["track not written: synthetic_s0_00001: cannot be rendered"]
     assert "problem: track not written: synthetic_s0_00001" in report.format()
+
+
+def test_a_folder_started_from_one_dataset_refuses_another(tmp_path):
+    out = tmp_path / "synth64"
+    prepare("synthetic", output=out, num_tracks=2, track_duration=10.0, progress=False)
+    for kind in ("mix", "synth"):
+        write(tmp_path / "mine" / kind / "a.wav", tone(10.0, 32000, 2), 32000)
+    with pytest.raises(DatasetError, match=r"prepared from the synthetic source, not the folder source .*another DATASET"):
+        prepare("folder", tmp_path / "mine", out, progress=False)
+    assert sorted(p.stem for p in (out / "mix").iterdir()) == ["synthetic_s0_00000", "synthetic_s0_00001"]
+    assert prepare("synthetic", output=out, num_tracks=2, track_duration=10.0, progress=False).written == 0
+    mine = tmp_path / "mine-prepared"
+    prepare("folder", tmp_path / "mine", mine, progress=False)
+    (tmp_path / "other" / "mix").mkdir(parents=True)
+    for kind in ("mix", "synth"):
+        write(tmp_path / "other" / kind / "b.wav", tone(10.0, 32000, 2), 32000)
+    with pytest.raises(DatasetError, match="not the folder source"):  # same source, another folder
+        prepare("folder", tmp_path / "other", mine, progress=False)
