@@ -252,27 +252,9 @@ def load_audio(
     return wav
 
 
-def wav_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
-    """Encode ``(channels, samples)`` as a 16-bit WAV file in memory (for players in HTML)."""
-    import io
-
-    data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
-    data = np.asarray(data, dtype=np.float32)
-    data = data[None] if data.ndim == 1 else data
-    peak = float(np.abs(data).max(initial=0.0))
-    if peak > 1.0:  # rescale rather than clip, as save_audio does
-        data = data / peak
-    buffer = io.BytesIO()
-    sf.write(buffer, data.T, int(sample_rate), subtype="PCM_16", format="WAV")
-    return buffer.getvalue()
-
-
-PREVIEW_QUALITY = 0.7  # libsndfile's MP3 compression level: about 85 kbit/s for stereo at 32 kHz
-
-
-def mp3_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
-    """Encode ``(channels, samples)`` as an MP3 file in memory: a preview for players in HTML,
-    about a tenth of :func:`wav_bytes` (the stems themselves are saved at full quality)."""
+def _player_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int, **format_args) -> bytes:
+    """``(channels, samples)`` encoded in memory for an HTML player, rescaled rather than clipped
+    above full scale (as :func:`save_audio` does)."""
     import io
 
     data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
@@ -282,9 +264,23 @@ def mp3_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     if peak > 1.0:
         data = data / peak
     buffer = io.BytesIO()
-    sf.write(buffer, data.T, int(sample_rate), format="MP3", subtype="MPEG_LAYER_III",
-             compression_level=PREVIEW_QUALITY)
+    sf.write(buffer, data.T, int(sample_rate), **format_args)
     return buffer.getvalue()
+
+
+def wav_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
+    """Encode ``(channels, samples)`` as a 16-bit WAV file in memory (for players in HTML)."""
+    return _player_bytes(wav, sample_rate, subtype="PCM_16", format="WAV")
+
+
+PREVIEW_QUALITY = 0.7  # libsndfile's MP3 compression level: about 85 kbit/s for stereo at 32 kHz
+
+
+def mp3_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
+    """Encode ``(channels, samples)`` as an MP3 file in memory: a preview for players in HTML,
+    about a tenth of :func:`wav_bytes` (the stems themselves are saved at full quality)."""
+    return _player_bytes(wav, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
+                         compression_level=PREVIEW_QUALITY)
 
 
 def _full_scale(bits: int) -> float:

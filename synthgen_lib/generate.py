@@ -67,21 +67,27 @@ def open_model(model: str | Path, device: str | torch.device = "cpu", family: st
         melody = PRETRAINED_MUSICGEN[name]["chroma"]
         return SynthGen(SynthGenConfig(base=name, mix_tokens=False, use_chroma=melody, demucs_chroma=melody),
                         device=str(device)).to(device).eval()
-    if name == "tiny" or Path(name).is_dir():
+    if _names_a_base(name):
         return SynthGen(SynthGenConfig(base=name), device=str(device)).to(device).eval()
     return load_model(name, family=family, device=device)
+
+
+def _names_a_base(name: str) -> bool:
+    """True when ``name`` is a SynthGen base rather than a checkpoint: a pretrained MusicGen name,
+    ``tiny`` or an export folder."""
+    from .models import PRETRAINED_MUSICGEN
+
+    return name in PRETRAINED_MUSICGEN or name == "tiny" or Path(name).is_dir()
 
 
 def model_class(model: str | Path) -> type[nn.Module]:
     """The family class :func:`open_model` would build for ``model``, without building it (its
     ``task`` and ``options`` say what it does and takes): a checkpoint's header is read, a
     pretrained MusicGen name, ``tiny`` or an export folder is SynthGen."""
-    from .models import PRETRAINED_MUSICGEN, family_class, load_checkpoint
+    from .models import family_class, load_checkpoint
 
     name = str(model)
-    if name in PRETRAINED_MUSICGEN or name == "tiny" or Path(name).is_dir():
-        return family_class("synthgen")
-    return family_class(load_checkpoint(name)["family"])
+    return family_class("synthgen" if _names_a_base(name) else load_checkpoint(name)["family"])
 
 
 def load_synthgen(model, device: str | torch.device = "cpu") -> nn.Module:

@@ -125,17 +125,19 @@ def notebook_message(text: str) -> str:
     return re.sub(r"(?<![\w-])--[a-z][a-z-]*", lambda m: NOTEBOOK_SETTINGS.get(m.group(0), m.group(0)), text)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 def one_line_errors(shell=None) -> None:
     """In this notebook, a SynthGen error is shown as one line (``error: ...``, flags written as
     the notebook's settings) instead of a traceback; the cell still fails, so Run all stops."""
-
     shell = shell or _ipython()
     if shell is None:
         return
 
     def handler(self, etype, value, tb, tb_offset=None):
-        first = (str(value).strip().splitlines() or [""])[0]
-        print(f"error: {notebook_message(first)}", file=sys.stderr)
+        print(f"error: {notebook_message(_first_line(value))}", file=sys.stderr)
         return []
 
     shell.set_custom_exc((SynthGenError,), handler)
@@ -297,8 +299,7 @@ class GeneratePanel:
                                 layout=wide)
         self.wiener = w.Checkbox(value=False, description="Wiener refinement")
         self.description = w.Text(value="bright detuned saw lead", description="description", layout=wide)
-        self._descriptions: dict[tuple[str, int], list[str]] = {}
-        self._classes: dict[tuple[str, int], type] = {}
+        self._known: dict[tuple[str, int], tuple[type, list[str]]] = {}
         self._net: tuple[tuple[str, int], object] | None = None
         self.closest_box = w.Dropdown(options=[], description="closest", layout=w.Layout(width="60%"))
         self.closest_box.observe(self._use_closest, names="value")
@@ -342,19 +343,26 @@ class GeneratePanel:
         path = Path(model)
         return model, path.stat().st_mtime_ns if path.is_file() else 0
 
-    def _family(self) -> type:
-        """The selected model's family class (read once per checkpoint version)."""
+    def _about(self) -> tuple[type, list[str]]:
+        """The selected model's family class and the descriptions it was trained with: a
+        checkpoint is read once per version, for both."""
         from .generate import model_class
+        from .models import family_class, load_checkpoint
 
-        key = self._key(str(self.model.value))
-        if key not in self._classes:
-            self._classes[key] = model_class(key[0])
-        return self._classes[key]
+        model = str(self.model.value)
+        key = self._key(model)
+        if key not in self._known:
+            if Path(model).suffix == ".pt" and Path(model).is_file():
+                payload = load_checkpoint(model)
+                self._known[key] = (family_class(payload["family"]),
+                                    list(payload.get("meta", {}).get("descriptions", [])))
+            else:
+                self._known[key] = (model_class(model), [])
+        return self._known[key]
 
     def _show_family_controls(self) -> None:
-
         try:
-            family, self.status.value = self._family(), ""
+            family, self.status.value = self._about()[0], ""
         except SynthGenError as exc:  # e.g. a MODEL path that is not a checkpoint: said here, and on Generate
             family, self.status.value = None, html_line(f"error: {exc}")
         self.wiener.layout.display = "" if family is not None and "wiener" in family.options else "none"
@@ -385,12 +393,7 @@ class GeneratePanel:
         path = Path(str(self.model.value))
         if path.suffix != ".pt" or not path.is_file():
             return []
-        key = (str(path), path.stat().st_mtime_ns)
-        if key not in self._descriptions:
-            from .models import load_checkpoint
-
-            self._descriptions[key] = list(load_checkpoint(path).get("meta", {}).get("descriptions", []))
-        return self._descriptions[key]
+        return self._about()[1]
 
     def closest(self, top: int = 5) -> list[str]:
         """The training descriptions closest to the description typed, best first (a
@@ -487,9 +490,8 @@ class GeneratePanel:
         try:
             return self._generate(in_panel, started)
         except Exception as exc:  # every error is one line in the panel, the library's or not
-
-            lines = str(exc).strip().splitlines() or [""]
-            line = lines[0] if isinstance(exc, SynthGenError) else f"{type(exc).__name__}: {lines[0]}".rstrip(": ")
+            line = _first_line(exc) if isinstance(exc, SynthGenError) else \
+                f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")
             self._say(f"error: {line}")
             self._emit(in_panel, text=f"error: {line}")
             return None
@@ -506,13 +508,14 @@ class GeneratePanel:
         model = str(self.model.value)
         self._say(f"loading {Path(model).name}…", 0.02)
         net = self._open(model)
+        generator = getattr(net, "task", "") == "generator"
         mix = load_audio(path, SAMPLE_RATE)
         note = ""
-        if self.quick and getattr(net, "task", "") == "generator" and mix.shape[-1] > self.QUICK_SECONDS * SAMPLE_RATE:
+        if self.quick and generator and mix.shape[-1] > self.QUICK_SECONDS * SAMPLE_RATE:
             mix = mix[..., : int(self.QUICK_SECONDS * SAMPLE_RATE)]
             note = f" (QUICK: the first {self.QUICK_SECONDS:g} s only)"
         seconds = mix.shape[-1] / SAMPLE_RATE
-        doing = "generating" if getattr(net, "task", "") == "generator" else "separating"
+        doing = "generating" if generator else "separating"
         self._say(f"{doing} {seconds:.0f} s of {label}{note}…", 0.05)
 
         def step(done: int, total: int) -> None:
