@@ -264,9 +264,10 @@ if UPLOAD:
     from synthgen_lib.notebook import upload_audio
     inputs.update(upload_audio(project))
 print(len(inputs), "inputs")'''),
-        md("## The panel\nWith the bundled models a press of Generate takes about 10–15 s per minute of audio on a "
-           "2-core CPU (separation, 24-bit stems, players and spectrograms; measured on 1- and 3-minute files), and "
-           "the panel's output stays within about 4 MB for a 3-minute song (MP3 previews of the first 90 s). "
+        md("## The panel\nWith the bundled models a press of Generate takes about 10 s for a 1-minute song and 11–12 s "
+           "for a 3-minute one on a 2-core CPU (loading the model, separation, 24-bit stems, players and "
+           "spectrograms; `python -m bench.panel`, docs/results.md), and the panel's output stays within about 4 MB "
+           "for a 3-minute song (MP3 previews of the first 90 s). "
            "SynthGen writes the stem token by token, which is much slower: use a GPU runtime for the MusicGen models "
            "(without one, `QUICK` generates only the first 30 s)."),
         code('''from IPython.display import display

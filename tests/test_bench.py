@@ -17,7 +17,7 @@ def _rows(output: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("module, numeric_columns", [("bench.separation", [2, 3, 4]), ("bench.training", [4, 5, 6]),
-                                                    ("bench.synthetic", [2, 3, 4])])
+                                                    ("bench.synthetic", [2, 3, 4]), ("bench.panel", [2, 3, 4])])
 def test_benchmark_quick_mode_prints_positive_figures(module, numeric_columns):
     out = subprocess.run([sys.executable, "-m", module, "--quick"], cwd=ROOT, capture_output=True, text=True,
                          timeout=900)
