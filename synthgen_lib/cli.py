@@ -170,7 +170,7 @@ def _add_train(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(int), default=getattr(d, name))
     for name in ("segment", "lr", "window", "hop"):
         p.add_argument("--" + name.replace("_", "-"), type=_positive(float), default=getattr(d, name))
-    for name in ("weight_decay", "grad_clip", "gain_db"):  # 0 turns each off; a negative clip would flip the gradient
+    for name in ("weight_decay", "grad_clip", "gain_db", "eq_db"):  # 0 turns each off; a negative clip would flip the gradient
         p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(float), default=getattr(d, name))
     for name in ("remix_prob", "valid_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))

@@ -71,6 +71,10 @@ class TrainConfig:
         steps_per_epoch: batches per epoch; ``None`` covers each training window once.
         augment: apply the separation augmentations.
         gain_db: per-stem random gain range (± dB).
+        eq_db: per-stem random equaliser range (± dB at each of its control frequencies; 0: off).
+            Each stem gets its own smooth gain curve over log-frequency, so a sound's spectral
+            envelope (one SoundFont's, one synth's) is a weaker cue than its harmonics and
+            behaviour in time.
         remix_prob: chance of pairing the synth with another window's accompaniment.
         valid_segment: seconds of each validation window used (``None``: whole window).
         max_valid_windows: cap on validation windows per epoch (``None``: all).
@@ -98,6 +102,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     augment: bool = True
     gain_db: float = 6.0
+    eq_db: float = 0.0
     remix_prob: float = 0.5
     valid_segment: float | None = None
     max_valid_windows: int | None = None
@@ -199,7 +204,30 @@ class SegmentDataset(torch.utils.data.Dataset):
             synth, accomp = synth.flip(0), accomp.flip(0)
         if float(torch.rand((), generator=g)) < 0.5:
             synth, accomp = -synth, -accomp
+        if self.cfg.eq_db > 0:
+            synth, accomp = (random_eq(x, self.cfg.sample_rate, self.cfg.eq_db, g) for x in (synth, accomp))
         return synth + accomp, synth
+
+
+EQ_POINTS = (60.0, 150.0, 400.0, 1000.0, 2500.0, 6000.0, 14000.0)
+"""Control frequencies (Hz) of :func:`random_eq`'s gain curve."""
+
+
+def random_eq(audio: torch.Tensor, sample_rate: int, range_db: float, generator: torch.Generator) -> torch.Tensor:
+    """``audio`` ``(channels, samples)`` through a random smooth equaliser: a gain drawn in
+    ±``range_db`` at each of :data:`EQ_POINTS`, interpolated linearly over log-frequency (flat
+    beyond the first and last point), the same for every channel, applied in the frequency
+    domain (zero phase)."""
+    n = audio.shape[-1]
+    gains_db = (torch.rand(len(EQ_POINTS), generator=generator) * 2 - 1) * range_db
+    freqs = torch.fft.rfftfreq(n, 1.0 / sample_rate).clamp_min(EQ_POINTS[0])
+    where = torch.log(freqs.clamp_max(EQ_POINTS[-1]))
+    points = torch.log(torch.tensor(EQ_POINTS))
+    i = torch.searchsorted(points, where).clamp(1, len(EQ_POINTS) - 1)
+    frac = (where - points[i - 1]) / (points[i] - points[i - 1])
+    curve_db = gains_db[i - 1] + frac * (gains_db[i] - gains_db[i - 1])
+    spectrum = torch.fft.rfft(audio.float(), dim=-1) * 10 ** (curve_db / 20)
+    return torch.fft.irfft(spectrum, n=n, dim=-1).to(audio.dtype)
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 
 from synthgen_lib.data.synthetic import SyntheticSource
 from synthgen_lib.models import load_checkpoint, load_model
-from synthgen_lib.train import SegmentDataset, TrainConfig, lr_factor, train
+from synthgen_lib.train import EQ_POINTS, SegmentDataset, TrainConfig, lr_factor, random_eq, train
 
 from .conftest import torchrun
 
@@ -157,6 +158,36 @@ def test_augmentation_is_deterministic_per_epoch_and_index(source):
     assert mix.shape == synth.shape == (2, 24000)
     plain = SegmentDataset(source, windows, cfg, augment=False)[1]
     assert not torch.allclose(plain[0], mix)
+
+
+def test_random_eq_gives_each_control_frequency_its_drawn_gain_and_keeps_the_rest_smooth():
+    rate, n = 32000, 32000
+    t = torch.arange(n) / rate
+    tones = {f: torch.sin(2 * torch.pi * f * t) for f in (EQ_POINTS[1], EQ_POINTS[3], 30.0, 15000.0)}
+    drawn = (torch.rand(len(EQ_POINTS), generator=torch.Generator().manual_seed(5)) * 2 - 1) * 9.0
+    for f, tone in tones.items():
+        out = random_eq(tone[None].repeat(2, 1), rate, 9.0, torch.Generator().manual_seed(5))
+        gain_db = 20 * torch.log10(out.std(dim=-1) / tone.std())
+        expected = drawn[1] if f == EQ_POINTS[1] else drawn[3] if f == EQ_POINTS[3] else \
+            drawn[0] if f < EQ_POINTS[0] else drawn[-1]  # flat beyond the end points
+        assert torch.allclose(gain_db, expected.expand(2), atol=0.05), (f, gain_db, expected)
+    between = random_eq(torch.sin(2 * torch.pi * 250.0 * t)[None], rate, 9.0, torch.Generator().manual_seed(5))
+    gain = 20 * torch.log10(between.std() / tones[30.0].std())
+    frac = (math.log(250.0) - math.log(EQ_POINTS[1])) / (math.log(EQ_POINTS[2]) - math.log(EQ_POINTS[1]))
+    assert abs(gain - (drawn[1] + frac * (drawn[2] - drawn[1]))) < 0.05  # interpolated over log-frequency
+
+
+def test_eq_augmentation_shapes_synth_and_accompaniment_separately_and_keeps_the_sum(source):
+    from synthgen_lib.data import make_windows
+
+    windows = make_windows(source.tracks(), 10.0, 5.0, 0.34, 0).of("train")
+    flat, shaped = (SegmentDataset(source, windows, _cfg("lstm", eq_db=eq), augment=True)[2] for eq in (0.0, 12.0))
+    assert not torch.allclose(flat[1], shaped[1], atol=1e-3)  # the synth was equalised
+    spectrum = lambda x: torch.fft.rfft(x, dim=-1).abs().mean(0)  # noqa: E731
+    synth_gain = spectrum(shaped[1]) / spectrum(flat[1]).clamp_min(1e-6)
+    accomp_gain = spectrum(shaped[0] - shaped[1]) / spectrum(flat[0] - flat[1]).clamp_min(1e-6)
+    band = slice(2000, 4000)  # 1.3-2.7 kHz at 16 kHz, 1.5 s: both stems have energy there
+    assert not torch.allclose(synth_gain[band].median(), accomp_gain[band].median(), rtol=0.05)  # each its own curve
 
 
 def test_two_process_ddp_on_cpu_trains_and_saves_one_checkpoint(tmp_path):
