@@ -110,6 +110,7 @@ SOURCE = "synthetic"  #@param ["synthetic", "sampled", "scores", "folder", "musd
 ROOT = ""  #@param {type:"string"}
 SOUNDFONT = ""  #@param {type:"string"}
 EXCLUDE = ""  #@param {type:"string"}
+ARRANGEMENT = "ensemble"  #@param ["ensemble", "electronic", "both"]
 DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
@@ -126,7 +127,9 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
            "source plays the generator's scores with real instrument samples, the `scores` source plays real "
            "pieces (score files in `ROOT`, or the music21 corpus when `ROOT` is empty) with a synth part; on Colab "
            "this installs FluidSynth and the FluidR3 General MIDI SoundFont for them (about 30 seconds). "
-           "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are)."),
+           "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are). "
+           "`ARRANGEMENT` (scores): a synth among acoustic instruments (`ensemble`), mostly synths with drums as "
+           "in an electronic production (`electronic`), or `both`."),
         code(INSTALL),
         code(INSTALL_RUN),
         code('''if "google.colab" in sys.modules and SOURCE in ("sampled", "scores"):
@@ -156,7 +159,8 @@ if got:
         code('''from synthgen_lib import prepare
 dataset = project / "datasets" / DATASET
 report = prepare(SOURCE, ROOT or None, dataset, num_tracks=TRACKS, track_duration=TRACK_DURATION,
-                 window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None, exclude=EXCLUDE or None)
+                 window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None, exclude=EXCLUDE or None,
+                 arrangement=ARRANGEMENT)
 print(report.format())'''),
         md("## Listen to a few windows\nMix and synth of the first validation windows, with spectrograms."),
         code('''from synthgen_lib.data import FolderSource, make_windows

@@ -196,8 +196,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             seed: int = 0, window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
             short: str = "pad", target: str = "other", download: bool = False,
             soundfont: str | Path | list | None = None, exclude: str | Path | list[str] | None = None,
-            pieces: str = "all", synth_voices: str = "both", workers: int = 1, sample_rate: int = SAMPLE_RATE, channels: int = 2,
-            progress: bool = True) -> PrepareReport:
+            pieces: str = "all", synth_voices: str = "both", arrangement: str = "ensemble", workers: int = 1,
+            sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
     Args:
@@ -218,6 +218,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         exclude: ``scores`` only: a file of score paths or globs never to read (or a list).
         pieces: ``scores`` only: ``all``, or only the ``train`` or ``valid`` pieces.
         synth_voices: ``scores`` only: ``both``, ``soundfont`` or ``procedural`` synth voices.
+        arrangement: ``scores`` only: ``ensemble`` (a synth among acoustic instruments),
+            ``electronic`` (mostly synths, with drums) or ``both``.
         workers: tracks written in parallel (processes; rendered sources gain most).
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
@@ -227,7 +229,7 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
     src = source if isinstance(source, TrackSource) else open_source(
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
-        valid_fraction=valid_fraction, synth_voices=synth_voices)
+        valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

@@ -15,7 +15,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
                 track_duration: float = 30.0, target: str = "other", download: bool = False,
                 strict: bool = False, soundfont: str | Path | list | None = None,
                 exclude: str | Path | list[str] | None = None, pieces: str = "all",
-                valid_fraction: float = 0.1, synth_voices: str = "both") -> TrackSource:
+                valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble") -> TrackSource:
     """Open a data source by name.
 
     Args:
@@ -32,9 +32,10 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         strict: folder only: fail on the first unpaired or unreadable file.
         soundfont: sampled and scores: the ``.sf2`` file (default: the installed GM
             SoundFont); scores also takes a list, one drawn per part.
-        exclude, pieces, valid_fraction, synth_voices: scores only: score paths or globs never
-            to read (a file or a list), ``all``/``train``/``valid`` pieces, the share of pieces
-            held out, and which synth voices play (``both``, ``soundfont``, ``procedural``).
+        exclude, pieces, valid_fraction, synth_voices, arrangement: scores only: score paths or
+            globs never to read (a file or a list), ``all``/``train``/``valid`` pieces, the share
+            of pieces held out, which synth voices play (``both``, ``soundfont``,
+            ``procedural``), and how pieces are arranged (``ensemble``, ``electronic``, ``both``).
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":
         if len(soundfont) > 1:
@@ -50,7 +51,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
 
         return ScoresSource(root or "music21", num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                             soundfonts=soundfont, exclude=exclude, pieces=pieces, valid_fraction=valid_fraction,
-                            synth_voices=synth_voices)
+                            synth_voices=synth_voices, arrangement=arrangement)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

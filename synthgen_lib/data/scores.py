@@ -14,6 +14,9 @@ plays each piece as one multitrack excerpt:
   (strings, winds, brass, piano, guitars, organ, choir, or mixed), each part given the
   ensemble's instrument for its register and moved by octaves into that instrument's range;
   some pieces also get a drum kit;
+* or, as an **electronic** arrangement (``arrangement="electronic"`` or ``"both"``), up to five
+  parts of which all but at most one are synths of different roles, nearly always with drums,
+  the synths most of the mix, as in an electronic production;
 * levels, panning, room reverb and the synth-to-accompaniment ratio vary as in real mixes,
   with the hard cases on purpose: an acoustic instrument doubling the synth's part in the same
   register, and quiet synths under loud accompaniment.
@@ -305,23 +308,40 @@ def part_range(plan: PartPlan) -> tuple[int, int]:
 
 
 SYNTH_VOICES = ("both", "soundfont", "procedural")
+ARRANGEMENTS = ("ensemble", "electronic", "both")
+ELECTRONIC_PARTS = 5
+"""Most parts an electronic arrangement plays (the others of a larger score are left out)."""
+ELECTRONIC_ENSEMBLES = ("keys", "guitars", "piano", "mixed")
+"""Where an electronic arrangement's one acoustic or sampled part (if any) comes from."""
 
 
 def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], duration: float,
-               name: str, synth_voices: str = "both") -> ScoreTrackSpec:
+               name: str, synth_voices: str = "both", arrangement: str = "ensemble") -> ScoreTrackSpec:
     """Draw how track ``index`` plays ``piece`` (deterministic per ``(seed, index)``).
 
     ``synth_voices``: the synth parts' voices: SoundFont synth programs or procedural voices
     (``both``, drawn half and half), or only one kind (a held-out set without the generator's
     voices uses ``soundfont``).
+
+    ``arrangement``: ``ensemble`` (one synth part, sometimes two, among acoustic instruments),
+    ``electronic`` (as in an electronic production: up to :data:`ELECTRONIC_PARTS` parts, all
+    synths but at most one sampled instrument, nearly always drums, the synths louder), or
+    ``both`` (drawn half and half).
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 7]))
     bpm = float(piece.bpm if piece.bpm and rng.random() < 0.7 else rng.uniform(60, 132))
     need = duration * bpm / 60
     # the excerpt: a start (on a beat) where the synth part plays; the piece loops if short
     n_parts = len(piece.parts)
-    n_synths = 2 if n_parts >= 4 and rng.random() < 0.2 else 1
-    synth_parts = [int(i) for i in rng.choice(n_parts, n_synths, replace=False)]
+    electronic = arrangement == "electronic" or arrangement == "both" and rng.random() < 0.5
+    if electronic:
+        played = {int(i) for i in rng.choice(n_parts, min(n_parts, ELECTRONIC_PARTS), replace=False)}
+        n_acoustic = int(rng.random() < 0.6)
+        synth_parts = [int(i) for i in rng.choice(sorted(played), len(played) - n_acoustic, replace=False)]
+    else:
+        played = set(range(n_parts))
+        n_synths = 2 if n_parts >= 4 and rng.random() < 0.2 else 1
+        synth_parts = [int(i) for i in rng.choice(n_parts, n_synths, replace=False)]
     starts = [0.0] if piece.quarters <= need else [float(np.floor(rng.uniform(0, piece.quarters - need)))
                                                    for _ in range(6)]
     busy = [sum(s <= n[0] < s + need for i in synth_parts for n in piece.parts[i].notes) for s in starts]
@@ -329,9 +349,12 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
     if max(busy) == 0:  # the drawn part rests through every candidate excerpt: the busiest part plays synth
         counts = [sum(start <= n[0] < start + need for n in part.notes) for part in piece.parts]
         synth_parts = [int(np.argmax(counts))]
-    ensemble = str(rng.choice(tuple(ENSEMBLES)))
+        played.add(synth_parts[0])
+    ensemble = str(rng.choice(ELECTRONIC_ENSEMBLES if electronic else tuple(ENSEMBLES)))
     plans = []
     for i, part in enumerate(piece.parts):
+        if i not in played:
+            continue
         sf = str(rng.choice(soundfonts))
         pitches = [n[2] for n in part.notes]
         if i in synth_parts:
@@ -349,10 +372,17 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
         plans.append(PartPlan(i, False, program, sf, _fit_octaves(pitches, *INSTRUMENTS[program][1:]),
                               pan=0.0 if part.register == "bass" else float(rng.uniform(-0.7, 0.7)),
                               level_db=float(rng.uniform(-4, 2))))
-    drums = str(rng.choice(tuple(_DRUM_PATTERNS))) if rng.random() < 0.3 else None
-    # synth against accompaniment: mostly -9..+3 dB, a fifth of the tracks a quiet synth
-    synth_db = float(rng.uniform(-16, -9) if rng.random() < 0.2 else rng.uniform(-9, 3))
-    spec = ScoreTrackSpec(name, piece.path, piece.title, start, round(bpm, 2), duration, ensemble, tuple(plans),
+    drums = str(rng.choice(tuple(_DRUM_PATTERNS))) if rng.random() < (0.9 if electronic else 0.3) else None
+    if electronic and drums is None and all(p.synth for p in plans):  # the synths need something beside them
+        drums = str(rng.choice(tuple(_DRUM_PATTERNS)))
+    # synth against accompaniment: mostly -9..+3 dB, a fifth of the tracks a quiet synth;
+    # in an electronic production the synths are most of the mix
+    if electronic:
+        synth_db = float(rng.uniform(-4, 8))
+    else:
+        synth_db = float(rng.uniform(-16, -9) if rng.random() < 0.2 else rng.uniform(-9, 3))
+    spec = ScoreTrackSpec(name, piece.path, piece.title, start, round(bpm, 2), duration,
+                          "electronic" if electronic else ensemble, tuple(plans),
                           drums, str(rng.choice(soundfonts)), synth_db)
     return dataclasses.replace(spec, text=spec._describe(piece))
 
@@ -462,6 +492,7 @@ class ScoresSource(RenderedSource):
         exclude: a file of score paths or globs (relative to ``root``) never to read, or a list.
         pieces: ``all``, or only the ``train`` or ``valid`` pieces of the split by piece.
         synth_voices: ``both``, ``soundfont`` or ``procedural`` (see :func:`plan_track`).
+        arrangement: ``ensemble``, ``electronic`` or ``both`` (see :func:`plan_track`).
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
         cache: rendered tracks kept in memory.
@@ -472,7 +503,7 @@ class ScoresSource(RenderedSource):
     def __init__(self, root: str | Path = MUSIC21, num_tracks: int = 64, seed: int = 0,
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
-                 synth_voices: str = "both", channels: int = 2, cache: int = 4):
+                 synth_voices: str = "both", arrangement: str = "ensemble", channels: int = 2, cache: int = 4):
         super().__init__(cache)
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
@@ -480,6 +511,8 @@ class ScoresSource(RenderedSource):
             raise SynthGenError(f"pieces must be all, train or valid, got {pieces!r}")
         if synth_voices not in SYNTH_VOICES:
             raise SynthGenError(f"synth voices must be one of {', '.join(SYNTH_VOICES)}, got {synth_voices!r}")
+        if arrangement not in ARRANGEMENTS:
+            raise SynthGenError(f"arrangement must be one of {', '.join(ARRANGEMENTS)}, got {arrangement!r}")
         if not (np.isfinite(track_duration) and 1.0 <= track_duration <= 600.0):
             raise SynthGenError(f"track duration must be 1 to 600 seconds, got {track_duration}")
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
@@ -516,7 +549,7 @@ class ScoresSource(RenderedSource):
         for i in range(num_tracks):
             piece = self.pieces[names[i % len(names)]]
             name = f"scores_s{seed}_{i:05d}_{_slug(piece.path)}"
-            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices)
+            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices, arrangement)
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction))

@@ -12,7 +12,7 @@ from synthgen_lib.cli import main
 from synthgen_lib.data import FolderSource
 from synthgen_lib.data import scores as scores_module
 from synthgen_lib.data.scores import (INSTRUMENTS, RESERVED, SYNTH_RANGE, ScoresSource, excerpt_notes, part_range,
-                                      piece_split)
+                                      piece_split, plan_track)
 from synthgen_lib.data.soundfont import find_soundfont
 from synthgen_lib.errors import SynthGenError
 
@@ -140,6 +140,54 @@ def test_prepare_scores_writes_resumes_and_keeps_the_split_by_piece(score_folder
     assert {t.name: t.split for t in folder.tracks()} == splits
     assert all(splits[m.stem] == piece_split(m.stem.split("_", 3)[3].replace("sub-second", "sub/second.musicxml")
                                              .replace("first", "first.mid"), 0.1) for m in mixes)
+
+
+@pytest.fixture(scope="module")
+def wide_folder(tmp_path_factory):
+    """One seven-part piece (more parts than an electronic arrangement plays)."""
+    from music21 import note, stream, tempo
+
+    score = stream.Score()
+    for k in range(7):
+        part = stream.Part()
+        part.partName = f"Voice{k}"
+        part.append(tempo.MetronomeMark(number=120))
+        for p in [40 + 7 * k, 42 + 7 * k, 44 + 7 * k, 45 + 7 * k] * 4:
+            part.append(note.Note(p, quarterLength=1.0))
+        score.append(part)
+    folder = tmp_path_factory.mktemp("wide")
+    score.write("midi", fp=str(folder / "wide.mid"))
+    return folder
+
+
+def test_electronic_arrangements_are_mostly_synths_with_drums(wide_folder, tmp_path, capsys):
+    electronic = ScoresSource(wide_folder, num_tracks=12, seed=5, track_duration=4.0, arrangement="electronic")
+    for info in electronic.tracks():
+        spec = electronic.specs[info.name]
+        synths = {p.part for p in spec.plans if p.synth}
+        acoustic = {p.part for p in spec.plans if not p.synth} - synths  # parts of their own, not doublings
+        assert len(synths | acoustic) <= 5 and len(acoustic) <= 1 and len(synths) >= 2, info.description
+        assert spec.drums or any(not p.synth for p in spec.plans)  # never synths alone
+        assert -4 <= spec.synth_db <= 8 and spec.ensemble == "electronic"
+        assert info.description.count("; plus ") == len(synths) - 1
+    assert sum(spec.drums is not None for spec in electronic.specs.values()) >= 9
+    piece = electronic.pieces["wide.mid"]  # many draws (plans only): never synths alone, drums nearly always
+    plans = [plan_track(piece, 5, i, electronic.soundfonts, 4.0, "t", arrangement="electronic") for i in range(300)]
+    assert all(spec.drums or any(not p.synth for p in spec.plans) for spec in plans)
+    assert 0.85 < np.mean([spec.drums is not None for spec in plans]) < 1.0
+    track = electronic.render(electronic.tracks()[0].name, SR)
+    np.testing.assert_allclose(track.mix, np.sum(np.stack(list(track.stems.values())), axis=0), atol=1e-6)
+    ensemble = ScoresSource(wide_folder, num_tracks=12, seed=5, track_duration=4.0)
+    for spec in ensemble.specs.values():  # the default: every part, one or two of them synths
+        assert len({p.part for p in spec.plans}) == 7 and len({p.part for p in spec.plans if p.synth}) <= 2
+    both = ScoresSource(wide_folder, num_tracks=12, seed=5, track_duration=4.0, arrangement="both")
+    assert {spec.ensemble == "electronic" for spec in both.specs.values()} == {True, False}
+    # the command line reaches it
+    assert main(["prepare", "--source", "scores", "--root", str(wide_folder), "--tracks", "3", "--seed", "5",
+                 "--track-duration", "4", "--arrangement", "electronic", "--output", str(tmp_path / "e")]) == 0
+    texts = [f.read_text() for f in sorted((tmp_path / "e" / "description").glob("*.txt"))]
+    assert len(texts) == 3 and all(t.count("; plus ") >= 1 for t in texts)
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("voices, procedural", [("soundfont", False), ("procedural", True)])
