@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -220,12 +221,8 @@ def random_eq(audio: torch.Tensor, sample_rate: int, range_db: float, generator:
     domain (zero phase)."""
     n = audio.shape[-1]
     gains_db = (torch.rand(len(EQ_POINTS), generator=generator) * 2 - 1) * range_db
-    freqs = torch.fft.rfftfreq(n, 1.0 / sample_rate).clamp_min(EQ_POINTS[0])
-    where = torch.log(freqs.clamp_max(EQ_POINTS[-1]))
-    points = torch.log(torch.tensor(EQ_POINTS))
-    i = torch.searchsorted(points, where).clamp(1, len(EQ_POINTS) - 1)
-    frac = (where - points[i - 1]) / (points[i] - points[i - 1])
-    curve_db = gains_db[i - 1] + frac * (gains_db[i] - gains_db[i - 1])
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate).clip(EQ_POINTS[0])  # 0 Hz has no logarithm; flat there anyway
+    curve_db = torch.from_numpy(np.interp(np.log(freqs), np.log(EQ_POINTS), gains_db.numpy())).float()
     spectrum = torch.fft.rfft(audio.float(), dim=-1) * 10 ** (curve_db / 20)
     return torch.fft.irfft(spectrum, n=n, dim=-1).to(audio.dtype)
 

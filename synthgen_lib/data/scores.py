@@ -147,6 +147,7 @@ class ScoreTrackSpec:
     drums_soundfont: str
     synth_db: float  # synth RMS re the accompaniment's
     text: str = ""
+    arrangement: str = "ensemble"  # or "electronic" (see plan_track)
 
     def describe(self) -> str:
         """What was played, e.g. 'warm pad playing the Alto part; bach/bwv66.6, 84 bpm, with
@@ -381,9 +382,9 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
         synth_db = float(rng.uniform(-4, 8))
     else:
         synth_db = float(rng.uniform(-16, -9) if rng.random() < 0.2 else rng.uniform(-9, 3))
-    spec = ScoreTrackSpec(name, piece.path, piece.title, start, round(bpm, 2), duration,
-                          "electronic" if electronic else ensemble, tuple(plans),
-                          drums, str(rng.choice(soundfonts)), synth_db)
+    spec = ScoreTrackSpec(name, piece.path, piece.title, start, round(bpm, 2), duration, ensemble, tuple(plans),
+                          drums, str(rng.choice(soundfonts)), synth_db,
+                          arrangement="electronic" if electronic else "ensemble")
     return dataclasses.replace(spec, text=spec._describe(piece))
 
 

@@ -11,8 +11,8 @@ import pytest
 from synthgen_lib.cli import main
 from synthgen_lib.data import FolderSource
 from synthgen_lib.data import scores as scores_module
-from synthgen_lib.data.scores import (INSTRUMENTS, RESERVED, SYNTH_RANGE, ScoresSource, excerpt_notes, part_range,
-                                      piece_split, plan_track)
+from synthgen_lib.data.scores import (ELECTRONIC_ENSEMBLES, INSTRUMENTS, RESERVED, SYNTH_RANGE, ScoresSource,
+                                      excerpt_notes, part_range, piece_split, plan_track)
 from synthgen_lib.data.soundfont import find_soundfont
 from synthgen_lib.errors import SynthGenError
 
@@ -168,7 +168,8 @@ def test_electronic_arrangements_are_mostly_synths_with_drums(wide_folder, tmp_p
         acoustic = {p.part for p in spec.plans if not p.synth} - synths  # parts of their own, not doublings
         assert len(synths | acoustic) <= 5 and len(acoustic) <= 1 and len(synths) >= 2, info.description
         assert spec.drums or any(not p.synth for p in spec.plans)  # never synths alone
-        assert -4 <= spec.synth_db <= 8 and spec.ensemble == "electronic"
+        assert -4 <= spec.synth_db <= 8 and spec.arrangement == "electronic"
+        assert spec.ensemble in ELECTRONIC_ENSEMBLES  # the sampled part's (and any doubling's) ensemble
         assert info.description.count("; plus ") == len(synths) - 1
     assert sum(spec.drums is not None for spec in electronic.specs.values()) >= 9
     piece = electronic.pieces["wide.mid"]  # many draws (plans only): never synths alone, drums nearly always
@@ -181,7 +182,7 @@ def test_electronic_arrangements_are_mostly_synths_with_drums(wide_folder, tmp_p
     for spec in ensemble.specs.values():  # the default: every part, one or two of them synths
         assert len({p.part for p in spec.plans}) == 7 and len({p.part for p in spec.plans if p.synth}) <= 2
     both = ScoresSource(wide_folder, num_tracks=12, seed=5, track_duration=4.0, arrangement="both")
-    assert {spec.ensemble == "electronic" for spec in both.specs.values()} == {True, False}
+    assert {spec.arrangement == "electronic" for spec in both.specs.values()} == {True, False}
     # the command line reaches it
     assert main(["prepare", "--source", "scores", "--root", str(wide_folder), "--tracks", "3", "--seed", "5",
                  "--track-duration", "4", "--arrangement", "electronic", "--output", str(tmp_path / "e")]) == 0
