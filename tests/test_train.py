@@ -132,6 +132,10 @@ def test_init_refuses_another_family_other_sizes_and_a_changed_start(tmp_path, s
         train(source, tmp_path / "b", _cfg("lstm"), {"hidden_size": 48}, progress=False, init=base.best)
     with pytest.raises(CheckpointError, match=r"was trained with sample_rate 16000 \(this run: 8000\)"):
         train(source, tmp_path / "c", _cfg("lstm", sample_rate=8000), progress=False, init=base.best)
+    # a convolutional front end may be grown on it (the model answers for that: tests/models)
+    grown = train(source, tmp_path / "grown", _cfg("lstm"), {"conv_channels": 2}, progress=False, init=base.best,
+                  stop_after_steps=1)
+    assert load_checkpoint(grown.last)["config"]["conv_channels"] == 2 and "conv.0.weight" in load_model(grown.last).state_dict()
     # dropout does not change the weights' shapes: allowed
     train(source, tmp_path / "d", _cfg("lstm"), {"dropout": 0.1}, progress=False, init=base.best, stop_after_steps=1)
     # the same file named by a relative path is the same start

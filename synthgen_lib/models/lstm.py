@@ -5,6 +5,13 @@ Design (Open-Unmix is the reference point):
 * **Input**: the log-mel spectrogram of the mix (``n_mels`` bands of the power STFT), one
   channel at a time. A per-band shift and scale, initialised from training-data statistics
   (:meth:`SynthLSTM.set_input_stats`) and learnt afterwards, normalise it.
+* **Convolutional front end** (optional, ``conv_channels > 0``): two small 2-D convolutions
+  over (time, mel band) of the normalised features, whose ``conv_out`` feature maps are fed to
+  the first linear layer beside the features themselves. A dense layer over mel bands must
+  learn a timbre cue (a harmonic's spacing, a vibrato's wiggle, a noisy attack) separately at
+  every pitch; a convolution shares it across bands and frames, which is what lets a cue learnt
+  on one piece's notes apply to another's. A model grown from a checkpoint without a front end
+  (:meth:`SynthLSTM.load_state_dict`) starts as that model.
 * **Core**: a linear layer to ``hidden_size``, a bidirectional LSTM over time, and a skip
   connection that concatenates the LSTM input with its output before two more linear layers.
 * **Output**: a mask in [0, 1] per *linear* STFT bin, multiplied with the mix's complex STFT
@@ -46,6 +53,10 @@ class SynthLSTMConfig:
         hidden_size: width of the linear layers and of the LSTM (both directions together).
         num_layers: stacked bidirectional LSTM layers.
         dropout: dropout between LSTM layers.
+        conv_channels: channels of the convolutional front end; 0 leaves it out (the model
+            before the front end existed).
+        conv_out: feature maps the front end hands to the first linear layer, each as wide as
+            ``n_mels``.
     """
 
     sample_rate: int = 32_000
@@ -55,10 +66,12 @@ class SynthLSTMConfig:
     hidden_size: int = 256
     num_layers: int = 3
     dropout: float = 0.2
+    conv_channels: int = 0
+    conv_out: int = 4
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
                               "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
-                              "dropout": (0.0, 0.99)}
+                              "dropout": (0.0, 0.99), "conv_channels": (0, 256), "conv_out": (1, 64)}
 
 
 class SynthLSTM(nn.Module):
@@ -88,7 +101,12 @@ class SynthLSTM(nn.Module):
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         self.input_mean = nn.Parameter(torch.zeros(c.n_mels))
         self.input_scale = nn.Parameter(torch.ones(c.n_mels))
-        self.fc1 = nn.Linear(c.n_mels, c.hidden_size, bias=False)
+        self.conv = None if c.conv_channels == 0 else nn.Sequential(
+            nn.Conv2d(1, c.conv_channels, (3, 5), padding=(1, 2)), nn.GELU(),
+            # dilated in time: 7 frames (about 0.1 s) see a vibrato's or a tremolo's swing
+            nn.Conv2d(c.conv_channels, c.conv_channels, 3, padding=(2, 1), dilation=(2, 1)), nn.GELU(),
+            nn.Conv2d(c.conv_channels, c.conv_out, 1))
+        self.fc1 = nn.Linear(self._fc1_inputs(c), c.hidden_size, bias=False)
         self.bn1 = nn.BatchNorm1d(c.hidden_size)
         self.lstm = nn.LSTM(c.hidden_size, c.hidden_size // 2, num_layers=c.num_layers,
                             bidirectional=True, batch_first=True,
@@ -96,6 +114,26 @@ class SynthLSTM(nn.Module):
         self.fc2 = nn.Linear(2 * c.hidden_size, c.hidden_size, bias=False)
         self.bn2 = nn.BatchNorm1d(c.hidden_size)
         self.fc3 = nn.Linear(c.hidden_size, n_freq)
+
+    @staticmethod
+    def _fc1_inputs(c: SynthLSTMConfig) -> int:
+        return c.n_mels * (1 + (c.conv_out if c.conv_channels else 0))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load weights; a checkpoint of the same model *without* the convolutional front end
+        also loads into one with it (fine-tuning a bundled model with a front end): the front
+        end keeps its random initial weights and the first linear layer gets zero weights for
+        the front end's features, so the grown model computes exactly what the checkpoint did
+        (and both get gradients: only one side of the product starts at zero)."""
+        state = dict(state_dict)
+        fc1 = state.get("fc1.weight")
+        if self.conv is not None and fc1 is not None and fc1.shape[1] == self.config.n_mels \
+                and not any(k.startswith("conv.") for k in state):
+            grown = torch.zeros_like(self.fc1.weight)
+            grown[:, :fc1.shape[1]] = fc1
+            state["fc1.weight"] = grown
+            state.update({f"conv.{k}": v for k, v in self.conv.state_dict().items()})
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     # -- spectra -----------------------------------------------------------------------------
     def stft(self, wav: torch.Tensor) -> torch.Tensor:
@@ -128,6 +166,9 @@ class SynthLSTM(nn.Module):
         """The synth mask ``(batch, frames, n_freq)`` in [0, 1] for a mix spectrogram."""
         x = (self.features(spec) - self.input_mean) * self.input_scale
         b, t, _ = x.shape
+        if self.conv is not None:  # (b, t, mels) -> (b, t, mels * (1 + conv_out))
+            maps = self.conv(x.unsqueeze(1)).permute(0, 2, 1, 3).reshape(b, t, -1)
+            x = torch.cat([x, maps], dim=-1)
         x = torch.tanh(self.bn1(self.fc1(x).reshape(b * t, -1)).reshape(b, t, -1))
         y, _ = self.lstm(x)
         x = torch.cat([x, y], dim=-1)

@@ -61,6 +61,57 @@ def test_lstm_loss_is_lowest_at_the_phase_sensitive_mask():
         assert best < loss_with((psm + 0.05 * torch.randn_like(psm)).clamp(0, 1))
 
 
+def _lstm(**settings) -> SynthLSTM:
+    return SynthLSTM(SynthLSTMConfig(sample_rate=16000, n_fft=512, hop_length=128, n_mels=32, hidden_size=32,
+                                     num_layers=1, **settings))
+
+
+def test_lstm_conv_front_end_sees_neighbouring_bands_and_frames():
+    """The front end's maps reach the first linear layer: a change in one mel band of one frame
+    moves the first layer's input in neighbouring bands and frames (3 frames either side at the
+    dilated layer), which the plain model's input never does."""
+    torch.manual_seed(0)
+    model = _lstm(conv_channels=4, conv_out=2).eval()
+    assert model.fc1.in_features == 32 * 3
+    seen = {}
+    model.fc1.register_forward_hook(lambda mod, inp, out: seen.__setitem__("x", inp[0].detach().clone()))
+    spec = model.stft(torch.randn(1, 8000))
+    model.mask(spec)
+    before = seen["x"]
+    poked = spec.clone()
+    poked[:, 20, 40:48] *= 10  # one frame, the linear bins under a few mel bands
+    model.mask(poked)
+    moved = (seen["x"] - before).abs().reshape(1, -1, 3, 32)[0]  # (frames, 1 + conv_out, mels)
+    assert float(moved[:, 0].sum(-1)[[17, 23]].max()) == 0.0  # the features themselves: only frame 20
+    maps = moved[:, 1:].sum((1, 2))
+    assert float(maps[17]) > 0 and float(maps[23]) > 0 and float(maps[10]) == 0.0
+
+
+def test_lstm_grows_a_conv_front_end_from_a_checkpoint_without_one():
+    """A checkpoint of the plain model loads into the same model with a front end and computes
+    exactly what it did; training then moves both the front end's weights and the new inputs'."""
+    torch.manual_seed(0)
+    plain = _lstm().eval()
+    grown = _lstm(conv_channels=4)
+    grown.load_state_dict(plain.state_dict())
+    grown.eval()
+    mix = torch.randn(1, 2, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(mix), plain(mix), rtol=0, atol=1e-6)
+    grown.train()
+    grown.loss(mix, 0.5 * mix).backward()
+    assert float(grown.fc1.weight.grad[:, 32:].abs().sum()) > 0
+    grown.fc1.weight.data[:, 32:] += 0.01  # once the new inputs count, the front end learns too
+    grown.zero_grad()
+    grown.loss(mix, 0.5 * mix).backward()
+    assert float(grown.conv[0].weight.grad.abs().sum()) > 0
+    # a checkpoint with a front end still loads only into a model with the same one
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        _lstm(conv_channels=4, conv_out=2).load_state_dict(grown.state_dict())
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        _lstm().load_state_dict(grown.state_dict())
+
+
 def test_lstm_input_stats_normalise_features():
     model = TINY["lstm"]()
     feats = torch.randn(4, 50, 32) * 3 + 7
