@@ -220,7 +220,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         synth_voices: ``scores`` only: ``both``, ``soundfont`` or ``procedural`` synth voices.
         arrangement: ``scores`` only: ``ensemble`` (a synth among acoustic instruments),
             ``electronic`` (mostly synths, with drums) or ``both``.
-        workers: tracks written in parallel (processes; rendered sources gain most).
+        workers: tracks written in parallel (processes; rendered sources gain most), and score
+            files read in parallel.
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
@@ -229,7 +230,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
     src = source if isinstance(source, TrackSource) else open_source(
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
-        valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement)
+        valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement,
+        workers=workers)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

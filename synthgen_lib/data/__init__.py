@@ -15,7 +15,8 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
                 track_duration: float = 30.0, target: str = "other", download: bool = False,
                 strict: bool = False, soundfont: str | Path | list | None = None,
                 exclude: str | Path | list[str] | None = None, pieces: str = "all",
-                valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble") -> TrackSource:
+                valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble",
+                workers: int = 1) -> TrackSource:
     """Open a data source by name.
 
     Args:
@@ -36,6 +37,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
             globs never to read (a file or a list), ``all``/``train``/``valid`` pieces, the share
             of pieces held out, which synth voices play (``both``, ``soundfont``,
             ``procedural``), and how pieces are arranged (``ensemble``, ``electronic``, ``both``).
+        workers: scores only: processes that read the score files.
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":
         if len(soundfont) > 1:
@@ -51,7 +53,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
 
         return ScoresSource(root or "music21", num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                             soundfonts=soundfont, exclude=exclude, pieces=pieces, valid_fraction=valid_fraction,
-                            synth_voices=synth_voices, arrangement=arrangement)
+                            synth_voices=synth_voices, arrangement=arrangement, workers=workers)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

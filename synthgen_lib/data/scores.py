@@ -458,6 +458,26 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
 # As a data source
 # --------------------------------------------------------------------------------------------
 
+def _read_or_why(args: tuple[Path, str]) -> Piece | str:
+    """:func:`read_score`, or why not (picklable, for a process pool)."""
+    try:
+        return read_score(*args)
+    except SynthGenError as exc:
+        return str(exc)
+
+
+def _read_all(base: Path, rels: list[str], workers: int) -> list[Piece | str]:
+    """Each score of ``rels`` read (or why not), in order, by ``workers`` processes."""
+    jobs = [(base / rel, rel) for rel in rels]
+    if workers <= 1 or len(jobs) < 2:
+        return [_read_or_why(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_read_or_why, jobs))
+
+
 def _slug(rel: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", _stem(rel)).strip("-")[-40:]
 
@@ -496,6 +516,7 @@ class ScoresSource(RenderedSource):
         arrangement: ``ensemble``, ``electronic`` or ``both`` (see :func:`plan_track`).
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
+        workers: processes that read the score files (music21's parsing is slow the first time).
         cache: rendered tracks kept in memory.
     """
 
@@ -504,7 +525,8 @@ class ScoresSource(RenderedSource):
     def __init__(self, root: str | Path = MUSIC21, num_tracks: int = 64, seed: int = 0,
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
-                 synth_voices: str = "both", arrangement: str = "ensemble", channels: int = 2, cache: int = 4):
+                 synth_voices: str = "both", arrangement: str = "ensemble", channels: int = 2, cache: int = 4,
+                 workers: int = 1):
         super().__init__(cache)
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
@@ -534,14 +556,20 @@ class ScoresSource(RenderedSource):
                                 f"{len(rels) - len(kept)} excluded or in the other split)")
         order = _interleave(kept, seed)
         self.pieces: dict[str, Piece] = {}
-        for rel in order:  # read pieces until there is one per track (or none left)
-            if len(self.pieces) >= num_tracks:
-                break
-            try:
-                self.pieces[rel] = read_score(self.base / rel, rel)
-            except SynthGenError as exc:
-                reason = "fewer than two parts (skipped)" if "part(s) with notes" in str(exc) else "unreadable score (skipped)"
-                self.problems.add(reason, rel if "part(s)" in str(exc) else str(exc))
+        start = 0
+        while start < len(order) and len(self.pieces) < num_tracks:  # until one piece per track (or none left)
+            # a batch the size of what is missing, read by ``workers`` processes, taken in order:
+            # the same pieces as one at a time (parsing is most of a fresh machine's prepare)
+            batch = order[start:start + max(num_tracks - len(self.pieces), workers)]
+            start += len(batch)
+            for rel, got in zip(batch, _read_all(self.base, batch, workers)):
+                if len(self.pieces) >= num_tracks:
+                    break
+                if isinstance(got, Piece):
+                    self.pieces[rel] = got
+                    continue
+                reason = "fewer than two parts (skipped)" if "part(s) with notes" in got else "unreadable score (skipped)"
+                self.problems.add(reason, rel if "part(s)" in got else got)
         if not self.pieces:
             raise SynthGenError(f"{root}: none of the {len(order)} score files could be used — "
                                 + "; ".join(self.problems.lines(limit=3)))

@@ -91,6 +91,32 @@ def test_excluded_pieces_are_never_read(score_folder, tmp_path, monkeypatch):
         ScoresSource(score_folder, num_tracks=2, exclude=["*"])
 
 
+def test_workers_read_the_same_pieces_in_other_processes(score_folder, tmp_path, monkeypatch):
+    """Reading score files in parallel keeps the serial result (pieces, their order, the skipped
+    files and every track), and the reading happens in the worker processes."""
+    import os
+
+    log = tmp_path / "readers.txt"
+    real = scores_module.read_score
+
+    def spy(path, rel):
+        with open(log, "a") as f:  # the workers' appends reach the file; a list would stay in them
+            f.write(f"{os.getpid()} {rel}\n")
+        return real(path, rel)
+
+    monkeypatch.setattr(scores_module, "read_score", spy)
+    serial = ScoresSource(score_folder, num_tracks=4, seed=2, track_duration=4.0)
+    log.unlink()
+    parallel = ScoresSource(score_folder, num_tracks=4, seed=2, track_duration=4.0, workers=2)
+    assert list(parallel.pieces) == list(serial.pieces) and parallel.pieces == serial.pieces
+    assert parallel.problems.lines() == serial.problems.lines()
+    assert [t.description for t in parallel.tracks()] == [t.description for t in serial.tracks()]
+    readers = {line.split()[0] for line in log.read_text().splitlines()}
+    assert str(os.getpid()) not in readers and len(readers) >= 1
+    assert sorted(line.split()[1] for line in log.read_text().splitlines()) == \
+        ["broken.mid", "first.mid", "sub/second.musicxml"]
+
+
 def test_music21_corpus_pieces_without_the_judging_ones(monkeypatch):
     reserved = RESERVED.read_text().split()
     shared = Path(__file__).resolve().parents[3] / "shared" / "judging" / "reserved-scores.txt"
@@ -122,11 +148,16 @@ def test_split_is_by_piece_whatever_the_seed(score_folder):
     assert list(only.pieces) == ["first.mid"] or piece_split("sub/second.musicxml", 0.5) == side
 
 
-def test_prepare_scores_writes_resumes_and_keeps_the_split_by_piece(score_folder, tmp_path, capsys):
+def test_prepare_scores_writes_resumes_and_keeps_the_split_by_piece(score_folder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "ds"
     args = ["prepare", "--source", "scores", "--root", str(score_folder), "--tracks", "4", "--track-duration",
             "4", "--output", str(out), "--soundfont", str(find_soundfont()), "--workers", "2"]
+    readers = []
+    real = scores_module._read_all
+    monkeypatch.setattr(scores_module, "_read_all", lambda base, rels, workers: readers.append(workers) or
+                        real(base, rels, workers))
     assert main(args) == 0
+    assert readers and set(readers) == {2}  # --workers reads the score files too
     text = capsys.readouterr().out
     assert "source: scores — 4 tracks" in text and "unreadable score (skipped) (1)" in text
     mixes = sorted((out / "mix").glob("*.wav"))
