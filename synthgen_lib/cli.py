@@ -96,7 +96,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--arrangement", choices=("ensemble", "electronic", "both"), default="ensemble",
                    help="scores: a synth among acoustic instruments (default), mostly synths with drums as in "
                    "an electronic production, or both")
-    p.add_argument("--workers", type=_positive(int), default=1, help="tracks written in parallel (default 1)")
+    p.add_argument("--workers", type=_positive(int), default=1, help="tracks written (and score files read) in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
 
