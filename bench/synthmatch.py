@@ -17,8 +17,6 @@ import argparse
 import sys
 import tempfile
 
-import torch
-
 from bench.common import machine, table
 
 

@@ -45,7 +45,8 @@ def test_descriptors_measure_pitch_class_loudness_brightness_and_noisiness():
     assert model.descriptors(torch.zeros(1, 1000)).shape[1] == 1 + 1000 // model.config.hop_length
     mfcc, centroid, flatness, log_rms, chroma = (tone[:, :13], tone[:, 26], tone[:, 27], tone[:, 28],
                                                   tone[:, 29:])
-    assert (model.descriptors(sine(880.0)[None])[0, 3:-3, 29:].argmax(-1) == 9).all()  # 880 Hz is an A
+    assert (chroma.argmax(-1) == 9).all()  # 440 Hz is an A
+    assert (model.descriptors(sine(880.0)[None])[0, 3:-3, 29:].argmax(-1) == 9).all()  # and so is 880 Hz
     middle_c = sum(sine(261.63 * k, amp=0.5 / k) for k in range(1, 9))  # a harmonic note
     assert (model.descriptors(middle_c[None])[0, 3:-3, 29:].argmax(-1) == 0).all()  # its class: C
     assert log_rms.exp().mean() == pytest.approx(0.5 / math.sqrt(2), rel=0.05)  # a sine's RMS
