@@ -31,6 +31,13 @@ phase-sensitive mask ``clip(Re(S / X), 0, 1)``, which scores about 1.5 dB above 
 ratio mask on held-out synthetic tracks, where a magnitude loss aims at the ratio mask. In
 3-minute CPU runs of the ``bench.peers`` setting it beat L1 on magnitudes (our first choice)
 by about 1.5 dB median SI-SDR and MSE on magnitudes (Open-Unmix's) by about 0.3 dB.
+
+``loss="sdr"`` instead scores each channel of each example on its own: the negative SDR of the
+masked spectrum, ``10 log10((|M X - S|^2 + d) / (|S|^2 + d))`` summed over its bins, with
+``d`` a thousandth of the mix's energy (so a silent synth asks for silence, and no example is
+better than 30 dB). Squared error weighs an example by its energy, so windows where the synth is
+quiet under a loud accompaniment (where SI-SDR, which is averaged window by window, has most to
+gain) hardly count; this weighs every window alike.
 """
 from __future__ import annotations
 
@@ -57,6 +64,9 @@ class SynthLSTMConfig:
             before the front end existed).
         conv_out: feature maps the front end hands to the first linear layer, each as wide as
             ``n_mels``.
+        loss: ``"psa"`` (phase-sensitive squared error over the batch; the default, and what
+            checkpoints from before the setting trained with) or ``"sdr"`` (negative SDR per
+            example and channel; see the module doc).
     """
 
     sample_rate: int = 32_000
@@ -68,10 +78,14 @@ class SynthLSTMConfig:
     dropout: float = 0.2
     conv_channels: int = 0
     conv_out: int = 4
+    loss: str = "psa"
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
                               "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
                               "dropout": (0.0, 0.99), "conv_channels": (0, 256), "conv_out": (1, 64)}
+
+
+LOSSES = ("psa", "sdr")
 
 
 class SynthLSTM(nn.Module):
@@ -92,6 +106,8 @@ class SynthLSTM(nn.Module):
         if c.hop_length > c.n_fft or c.n_mels > n_freq:
             raise ValueError(f"need hop_length <= n_fft and n_mels <= n_fft // 2 + 1, got hop_length={c.hop_length}, "
                              f"n_fft={c.n_fft}, n_mels={c.n_mels}")
+        if c.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {c.loss!r}")
         import torchaudio.functional as taf
 
         with torch.device("cpu"):  # a fixed filterbank: computed here also when built on the meta device
@@ -193,8 +209,9 @@ class SynthLSTM(nn.Module):
         return self.istft(spec * mask, n).reshape(b, ch, n)
 
     def loss(self, mix: torch.Tensor, synth: torch.Tensor, return_estimate: bool = False):
-        """Training loss: mean squared error between the masked mix STFT and the synth's complex
-        STFT (phase-sensitive; see module doc).
+        """Training loss chosen by ``config.loss``: the squared error between the masked mix STFT
+        and the synth's complex STFT over the batch (phase-sensitive), or its ratio to the
+        synth's energy in dB per example and channel (negative SDR); see the module doc.
 
         ``return_estimate=True`` also returns the synth estimate made from the same mask
         (validation scores it without a second forward pass).
@@ -204,7 +221,13 @@ class SynthLSTM(nn.Module):
         target = self.stft(synth.reshape(b * ch, n))
         mask = self.mask(spec)
         error = mask * spec - target
-        loss = (error.real ** 2 + error.imag ** 2).mean()  # |error|^2 without a square root
+        error = error.real ** 2 + error.imag ** 2  # |error|^2 without a square root
+        if self.config.loss == "psa":
+            loss = error.mean()
+        else:
+            floor = 1e-3 * (spec.real ** 2 + spec.imag ** 2).sum((1, 2)) + 1e-10
+            energy = (target.real ** 2 + target.imag ** 2).sum((1, 2))
+            loss = (10 * torch.log10((error.sum((1, 2)) + floor) / (energy + floor))).mean()
         if not return_estimate:
             return loss
         return loss, self.istft(spec * mask, n).reshape(b, ch, n)

@@ -1,6 +1,7 @@
 """Both separation families: shapes, output range, and what their designs promise."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,39 @@ def test_lstm_loss_is_lowest_at_the_phase_sensitive_mask():
 def _lstm(**settings) -> SynthLSTM:
     return SynthLSTM(SynthLSTMConfig(sample_rate=16000, n_fft=512, hop_length=128, n_mels=32, hidden_size=32,
                                      num_layers=1, **settings))
+
+
+def test_lstm_sdr_loss_weighs_every_example_alike_and_asks_silence_of_a_silent_synth():
+    """``loss="sdr"`` is each example's negative SDR: the waveform figure (up to the STFT's
+    edges), unchanged when one example is made louder (where squared error is dominated by it),
+    and for a synth that is silent it is lowest when the mask is."""
+    torch.manual_seed(0)
+    sdr_model, psa_model = _lstm(loss="sdr").eval(), _lstm().eval()
+    psa_model.load_state_dict(sdr_model.state_dict())
+    assert SynthLSTMConfig().loss == "psa"
+    t = torch.arange(16000) / 16000
+    synth = 0.3 * torch.sin(2 * torch.pi * 330 * t).expand(2, 1, -1).clone()
+    mix = synth + 0.3 * torch.randn(2, 1, 16000)
+    with torch.no_grad():
+        loss, estimate = sdr_model.loss(mix, synth, return_estimate=True)
+        sdrs = [10 * torch.log10(synth[i].square().sum() / (estimate[i] - synth[i]).square().sum()) for i in range(2)]
+        assert float(loss) == pytest.approx(-float(sum(sdrs)) / 2, abs=0.2)
+        fixed = torch.rand(sdr_model.mask(sdr_model.stft(mix[:, 0])).shape)  # a level-blind mask
+        sdr_model.mask = psa_model.mask = lambda spec: fixed
+        loss = sdr_model.loss(mix, synth)
+        louder = torch.tensor([30.0, 1.0])[:, None, None]
+        assert float(sdr_model.loss(mix * louder, synth * louder)) == pytest.approx(float(loss), abs=1e-3)
+        psa = float(psa_model.loss(mix, synth))
+        assert float(psa_model.loss(mix * louder, synth * louder)) > 100 * psa
+        silent = torch.zeros_like(synth)
+        for mask, lowest in ((0.0, True), (0.5, False)):
+            sdr_model.mask = lambda spec: torch.full(spec.shape, mask)
+            value = float(sdr_model.loss(mix, silent))
+            assert (value == pytest.approx(0.0, abs=1e-4)) is lowest and value >= -1e-4
+        sdr_model.mask = lambda spec: torch.ones(spec.shape)  # the mix itself: capped at 30 dB, not 100
+        assert float(sdr_model.loss(mix, silent)) == pytest.approx(10 * math.log10(1001), abs=0.01)
+    with pytest.raises(CheckpointError, match="loss must be one of psa, sdr"):
+        build_model("lstm", {"loss": "l1"})
 
 
 def test_lstm_conv_front_end_sees_neighbouring_bands_and_frames():
