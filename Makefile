@@ -20,10 +20,13 @@ install:
 	$(PIP) install -q --no-deps -r requirements-nodeps.txt
 	$(PIP) install -q --no-deps -e .
 
-# FluidSynth and Debian's small GM SoundFont, for the sampled-instrument source
+# FluidSynth and Debian's small GM SoundFont, for the sampled-instrument source; LMMS, whose
+# synth-engine presets the scores source can play synth parts with
 sampled-deps:
 	@{ command -v fluidsynth >/dev/null && [ -f $(TIMGM6MB) ]; } || { echo "installing FluidSynth and a GM SoundFont (sampled tracks)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont >/dev/null; }
+	@command -v lmms >/dev/null || { echo "installing LMMS (synth-engine voices)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lmms >/dev/null; }
 
 install-test: install sampled-deps
 	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \

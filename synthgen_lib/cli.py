@@ -90,9 +90,10 @@ def _add_prepare(sub) -> None:
                    "the music21 corpus's judging pieces are always excluded")
     p.add_argument("--pieces", choices=("all", "train", "valid"), default="all",
                    help="scores: only the pieces of this side of the split by piece (default all)")
-    p.add_argument("--synth-voices", choices=("both", "soundfont", "procedural"), default="both",
+    p.add_argument("--synth-voices", choices=("both", "soundfont", "procedural", "lmms", "all"), default="both",
                    help="scores: the synth parts' voices: SoundFont synth programs, the generator's procedural "
-                   "voices, or both (default)")
+                   "voices, both (default), LMMS synth-engine presets (apt-get install lmms; held out with the "
+                   "pieces), or all three")
     p.add_argument("--arrangement", choices=("ensemble", "electronic", "both"), default="ensemble",
                    help="scores: a synth among acoustic instruments (default), mostly synths with drums as in "
                    "an electronic production, or both")

@@ -217,7 +217,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             one); ``scores`` takes a list too, one drawn per part.
         exclude: ``scores`` only: a file of score paths or globs never to read (or a list).
         pieces: ``scores`` only: ``all``, or only the ``train`` or ``valid`` pieces.
-        synth_voices: ``scores`` only: ``both``, ``soundfont`` or ``procedural`` synth voices.
+        synth_voices: ``scores`` only: ``both`` (SoundFont and procedural), ``soundfont``,
+            ``procedural``, ``lmms`` (LMMS synth-engine presets) or ``all`` three.
         arrangement: ``scores`` only: ``ensemble`` (a synth among acoustic instruments),
             ``electronic`` (mostly synths, with drums) or ``both``.
         workers: tracks written in parallel (processes; rendered sources gain most), and score

@@ -36,7 +36,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         exclude, pieces, valid_fraction, synth_voices, arrangement: scores only: score paths or
             globs never to read (a file or a list), ``all``/``train``/``valid`` pieces, the share
             of pieces held out, which synth voices play (``both``, ``soundfont``,
-            ``procedural``), and how pieces are arranged (``ensemble``, ``electronic``, ``both``).
+            ``procedural``, ``lmms``, ``all``), and how pieces are arranged (``ensemble``, ``electronic``, ``both``).
         workers: scores only: processes that read the score files.
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":

@@ -6,10 +6,11 @@ a synth sounds like. This source takes the music from real scores instead — MI
 Humdrum, ABC, or the ``music21`` package's own corpus (about 3,000 pieces, offline) — and
 plays each piece as one multitrack excerpt:
 
-* one part (sometimes two) is the **synth**: either a synth program of a GM SoundFont (leads,
-  pads, synth bass, strings and brass) or one of the procedural generator's synth voices
-  (oscillator, filter, envelopes) driven by the score's notes, so no single source defines
-  what a synth is; its effects (drive, chorus, delay, reverb) come from the same draws;
+* one part (sometimes two) is the **synth**: a synth program of a GM SoundFont (leads, pads,
+  synth bass, strings and brass), one of the procedural generator's synth voices (oscillator,
+  filter, envelopes), or a preset of one of LMMS's synth engines (:mod:`.lmms`), driven by the
+  score's notes, so no single source defines what a synth is; its effects (drive, chorus,
+  delay, reverb) come from the same draws;
 * every other part is an acoustic or sampled instrument of an **ensemble** drawn per piece
   (strings, winds, brass, piano, guitars, organ, choir, or mixed), each part given the
   ensemble's instrument for its register and moved by octaves into that instrument's range;
@@ -24,7 +25,9 @@ plays each piece as one multitrack excerpt:
 The stems sum to the mix exactly (as in :mod:`.synthetic`), the description says what was
 played, and every track is deterministic per ``(seed, index)``. Pieces are split into train
 and validation *by piece* (a hash of the piece's path, the same for every seed and SoundFont),
-so a validation set of pieces never trained on can be played by a SoundFont never trained on.
+so a validation set of pieces never trained on can be played by a SoundFont never trained on;
+LMMS presets are split the same way (a hash of the preset's path), and a set of one side's
+pieces plays only that side's presets.
 Pieces that cannot be used are listed in the source's problems with the reason; the judging
 pieces of the music21 corpus (``RESERVED``) are always excluded.
 """
@@ -40,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SynthGenError
+from .lmms import PRESETS, preset_name, render_preset, synth_presets
 from .soundfont import DRUM_KEYS, GM_NAMES, find_soundfont, render_notes
 from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _join, _pan, _place, _reverb,
                         _rms, _synth_part, _synth_voice, synth_effects)
@@ -118,14 +122,17 @@ class PartPlan:
 
     part: int  # index into Piece.parts
     synth: bool
-    program: int | None  # GM program; None: a procedural synth voice
+    program: int | None  # GM program; None: a procedural synth voice or an LMMS preset
     soundfont: str | None
     transpose: int  # semitones (whole octaves)
     voice: object = None  # a synth's SynthPartSpec: its procedural voice, effects, pan and level
     pan: float = 0.0  # accompaniment only
     level_db: float = 0.0  # accompaniment only
+    preset: str | None = None  # a synth's LMMS preset (``Engine/Name.xpf``)
 
     def instrument(self) -> str:
+        if self.preset is not None:
+            return preset_name(self.preset)
         if self.program is None:
             return self.voice.describe()
         return GM_NAMES.get(self.program) or INSTRUMENTS[self.program][0]
@@ -308,7 +315,7 @@ def part_range(plan: PartPlan) -> tuple[int, int]:
     return SYNTH_RANGE if plan.synth else INSTRUMENTS[plan.program][1:]
 
 
-SYNTH_VOICES = ("both", "soundfont", "procedural")
+SYNTH_VOICES = ("both", "soundfont", "procedural", "lmms", "all")
 ARRANGEMENTS = ("ensemble", "electronic", "both")
 ELECTRONIC_PARTS = 5
 """Most parts an electronic arrangement plays (the others of a larger score are left out)."""
@@ -317,12 +324,13 @@ ELECTRONIC_ENSEMBLES = ("keys", "guitars", "piano", "mixed")
 
 
 def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], duration: float,
-               name: str, synth_voices: str = "both", arrangement: str = "ensemble") -> ScoreTrackSpec:
+               name: str, synth_voices: str = "both", arrangement: str = "ensemble",
+               presets: list[str] | None = None) -> ScoreTrackSpec:
     """Draw how track ``index`` plays ``piece`` (deterministic per ``(seed, index)``).
 
     ``synth_voices``: the synth parts' voices: SoundFont synth programs or procedural voices
-    (``both``, drawn half and half), or only one kind (a held-out set without the generator's
-    voices uses ``soundfont``).
+    (``both``, drawn half and half), only one kind (``soundfont``, ``procedural``, or ``lmms``:
+    LMMS synth-engine ``presets``), or ``all`` three (drawn a third each).
 
     ``arrangement``: ``ensemble`` (one synth part, sometimes two, among acoustic instruments),
     ``electronic`` (as in an electronic production: up to :data:`ELECTRONIC_PARTS` parts, all
@@ -360,10 +368,13 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
         pitches = [n[2] for n in part.notes]
         if i in synth_parts:
             effects = _synth_part(rng, str(rng.choice(_ROLE_BY_REGISTER[part.register])))
-            procedural = rng.random() < 0.5 if synth_voices == "both" else synth_voices == "procedural"
-            program = None if procedural else int(rng.choice(SYNTH_PROGRAMS[part.register]))
+            kind = synth_voices
+            if kind in ("both", "all"):
+                kind = ("procedural", "soundfont", "lmms")[int(rng.random() * (2 if kind == "both" else 3))]
+            preset = str(rng.choice(presets)) if kind == "lmms" else None
+            program = int(rng.choice(SYNTH_PROGRAMS[part.register])) if kind == "soundfont" else None
             plans.append(PartPlan(i, True, program, None if program is None else sf,
-                                  _fit_octaves(pitches, *SYNTH_RANGE), effects))
+                                  _fit_octaves(pitches, *SYNTH_RANGE), effects, preset=preset))
             if rng.random() < 0.15:  # hard case: an acoustic instrument doubles the synth's line
                 double = int(rng.choice(ENSEMBLES[ensemble][part.register]))
                 plans.append(PartPlan(i, False, double, sf, _fit_octaves(pitches, *INSTRUMENTS[double][1:]),
@@ -422,7 +433,9 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
         notes = excerpt_notes(piece, spec, plan, rng)
         if not notes:
             continue
-        if plan.program is None:
+        if plan.preset is not None:
+            x = render_preset(notes, plan.preset, n, sr, spec.bpm)
+        elif plan.program is None:
             x = _place(notes, lambda nt, v=plan.voice: _synth_voice(nt, v, sr, rng), n, sr, rng)
         else:
             x = render_notes(notes, plan.program, n, sr, plan.soundfont)
@@ -512,7 +525,8 @@ class ScoresSource(RenderedSource):
             (default: the installed one).
         exclude: a file of score paths or globs (relative to ``root``) never to read, or a list.
         pieces: ``all``, or only the ``train`` or ``valid`` pieces of the split by piece.
-        synth_voices: ``both``, ``soundfont`` or ``procedural`` (see :func:`plan_track`).
+        synth_voices: ``both``, ``soundfont``, ``procedural``, ``lmms`` or ``all`` (see
+            :func:`plan_track`); LMMS presets come from the same side of their split as the pieces.
         arrangement: ``ensemble``, ``electronic`` or ``both`` (see :func:`plan_track`).
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
@@ -541,6 +555,12 @@ class ScoresSource(RenderedSource):
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
             soundfonts = [soundfonts]
         self.soundfonts = [str(find_soundfont(sf)) for sf in soundfonts]
+        self.presets: list[str] = []
+        if synth_voices in ("lmms", "all"):
+            self.presets = [str(PRESETS / rel) for rel in synth_presets()
+                            if pieces == "all" or piece_split(rel, valid_fraction) == pieces]
+            if not self.presets:
+                raise SynthGenError(f"{PRESETS}: no LMMS synth presets on the {pieces} side of the split")
         self.seed, self.track_duration, self.channels = seed, float(track_duration), channels
         self.valid_fraction = valid_fraction
         self.base, rels = find_scores(root)
@@ -578,7 +598,8 @@ class ScoresSource(RenderedSource):
         for i in range(num_tracks):
             piece = self.pieces[names[i % len(names)]]
             name = f"scores_s{seed}_{i:05d}_{_slug(piece.path)}"
-            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices, arrangement)
+            spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices, arrangement,
+                              self.presets)
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction))

@@ -256,3 +256,34 @@ def test_the_synth_part_always_plays_in_its_excerpt():
         assert all(excerpt_notes(piece, spec, p) for p in synth), spec
         moved += all(p.part == 0 for p in synth) and spec.start < 90
     assert moved >= 20  # 'late' was drawn about half the time and handed over to 'steady'
+
+
+def test_lmms_voices_play_presets_held_out_with_the_pieces(score_folder, monkeypatch):
+    """``lmms`` synth parts are LMMS presets, named in the description and mixed like any synth;
+    a source of one side's pieces draws only that side's presets; ``all`` draws every kind."""
+    from synthgen_lib.data.lmms import preset_name, synth_presets
+
+    src = ScoresSource(score_folder, num_tracks=4, seed=2, track_duration=4.0, synth_voices="lmms")
+    plans = [(spec, p) for spec in src.specs.values() for p in spec.plans if p.synth]
+    assert plans and all(p.preset and p.program is None for _, p in plans)
+    assert all(preset_name(p.preset) in spec.describe() for spec, p in plans)
+    played = []
+    real = scores_module.render_preset
+    monkeypatch.setattr(scores_module, "render_preset", lambda notes, preset, *a: played.append(preset) or real(notes, preset, *a))
+    name = next(iter(src.specs))
+    track = src.render(name, SR)
+    assert played == [p.preset for p in src.specs[name].plans if p.synth]
+    np.testing.assert_allclose(track.mix, np.sum(np.stack(list(track.stems.values())), axis=0), atol=1e-6)
+    assert np.sqrt(np.mean(track.stems["synth"] ** 2)) > 1e-3
+    # a valid fraction that puts the two pieces on different sides
+    fraction = next(f for f in np.arange(0.05, 1.0, 0.05)
+                    if len({piece_split(r, f) for r in ("first.mid", "sub/second.musicxml")}) == 2)
+    sides = {side: set(ScoresSource(score_folder, num_tracks=2, seed=2, track_duration=4.0, synth_voices="lmms",
+                                    pieces=side, valid_fraction=fraction).presets) for side in ("train", "valid")}
+    assert sides["train"] and sides["valid"] and not sides["train"] & sides["valid"]
+    assert {Path(p).relative_to(Path(p).parents[1]).as_posix() for p in sides["train"] | sides["valid"]} \
+        == set(synth_presets())
+    mixed = ScoresSource(score_folder, num_tracks=12, seed=2, track_duration=4.0, synth_voices="all")
+    kinds = {"lmms" if p.preset else "procedural" if p.program is None else "soundfont"
+             for spec in mixed.specs.values() for p in spec.plans if p.synth}
+    assert kinds == {"lmms", "procedural", "soundfont"}
