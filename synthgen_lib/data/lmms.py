@@ -9,6 +9,12 @@ part's notes through one of them: it writes a one-track LMMS project (the preset
 settings, the notes as one pattern at the track's tempo) and renders it with ``lmms render``
 (Debian package ``lmms``; headless, about a second per part).
 
+A preset plays as it does in LMMS, its base note included (a bass preset may sound an octave
+under the written note). Most engines render the same samples every time; a few randomise
+(Organic's oscillator phases), so a track with one of those is the same music, not the same
+bits, when rendered again. LMMS 1.2 now and then crashes on a project it renders the next time:
+a failed render is tried once more.
+
 The presets are instruments, not songs: LMMS's demo *projects* are reserved for judging and are
 never read here. Drum and sample-player presets (Kicker, AudioFileProcessor, ``Drums_*``) are
 left out: they are not synth parts.
@@ -117,10 +123,12 @@ def render_preset(notes: list, preset: str | Path, samples: int, sample_rate: in
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": tmp}  # no display, no user config
         cmd = [exe, "--allowroot", "render", str(mmp), "-o", str(wav), "-f", "wav", "-a",
                "-s", str(max(RENDER_RATE, sample_rate)), "-x", "1"]
-        run = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-        if run.returncode != 0 or not wav.is_file():
-            detail = (run.stderr or run.stdout).strip().splitlines()
-            raise SynthGenError(f"{preset}: LMMS could not render it" + (f" ({detail[-1]})" if detail else ""))
+        for _ in range(2):  # LMMS 1.2 now and then crashes on a project it renders the next time
+            run = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+            if run.returncode == 0 and wav.is_file():
+                break
+        else:
+            raise SynthGenError(f"{preset}: LMMS could not render it (exit status {run.returncode})")
         audio = load_audio(wav, sample_rate=sample_rate).mean(dim=0).double().numpy()
     if not np.any(audio):
         raise SynthGenError(f"{preset}: LMMS played nothing with this preset")

@@ -12,25 +12,30 @@ from synthgen_lib.data.synthetic import Note
 from synthgen_lib.errors import SynthGenError
 
 SR = 32_000
-SINE = PRESETS / "Organic" / "puresine.xpf"  # one sine oscillator: its pitch is easy to read
+SQUARE = PRESETS / "TripleOscillator" / "Square.xpf"  # one square oscillator, renders the same every time
 
 
-def _peak_hz(x: np.ndarray, start: float, stop: float) -> float:
+def _fundamental_hz(x: np.ndarray, start: float, stop: float) -> float:
+    """The lowest frequency whose magnitude is over half the spectrum's peak."""
     seg = x[int(start * SR):int(stop * SR)]
-    return float(np.argmax(np.abs(np.fft.rfft(seg * np.hanning(len(seg))))) * SR / len(seg))
+    mag = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+    return float(np.argmax(mag > 0.5 * mag.max()) * SR / len(seg))
 
 
 def test_notes_sound_at_their_time_pitch_and_velocity():
-    notes = [Note(0.5, 0.8, 69, 0.4), Note(1.75, 0.8, 81, 0.8)]
-    x = render_preset(notes, SINE, 3 * SR, SR, bpm=96.0)
-    assert x.shape == (3 * SR,)
+    notes = [Note(0.5, 0.8, 69, 0.8), Note(1.75, 0.8, 81, 0.8), Note(3.0, 0.8, 81, 0.4)]
+    x = render_preset(notes, SQUARE, 4 * SR, SR, bpm=96.0)
+    assert x.shape == (4 * SR,)
     onset = np.argmax(np.abs(x) > 0.05 * np.abs(x).max()) / SR
-    assert onset == pytest.approx(0.5, abs=60 / (96 * lmms.TICKS_PER_BEAT) / 2 + 0.001)  # LMMS's tick grid
-    assert _peak_hz(x, 0.7, 1.2) == pytest.approx(440, abs=4)  # MIDI 69 is A4
-    assert _peak_hz(x, 1.9, 2.4) == pytest.approx(880, abs=4)
+    assert onset == pytest.approx(0.5, abs=60 / (96 * lmms.TICKS_PER_BEAT) / 2 + 0.002)  # LMMS's tick grid
+    # MIDI 69 is A4, 440 Hz; this preset's base note (LMMS's A5, where its default is A4) puts
+    # it an octave lower, as it plays in LMMS
+    assert _fundamental_hz(x, 0.7, 1.2) == pytest.approx(220, abs=3)
+    assert _fundamental_hz(x, 1.9, 2.4) == pytest.approx(440, abs=3)
     assert np.abs(x[int(0.1 * SR):int(0.45 * SR)]).max() < 1e-4  # silent before the first note
-    quiet, loud = (np.sqrt(np.mean(x[int(a * SR):int(b * SR)] ** 2)) for a, b in ((0.7, 1.2), (1.9, 2.4)))
-    assert loud > 1.5 * quiet  # velocity 0.8 against 0.4
+    loud, quiet = (np.sqrt(np.mean(x[int(a * SR):int(b * SR)] ** 2)) for a, b in ((1.9, 2.4), (3.2, 3.7)))
+    assert loud / quiet == pytest.approx(2.0, rel=0.15)  # the same key at velocity 0.8 and 0.4
+    np.testing.assert_array_equal(x, render_preset(notes, SQUARE, 4 * SR, SR, bpm=96.0))
 
 
 def test_every_synth_preset_renders_sound():
@@ -68,8 +73,19 @@ def test_a_bad_preset_or_missing_lmms_is_one_clear_error(tmp_path, monkeypatch):
     other.write_text("<lmms-project><head/></lmms-project>")
     with pytest.raises(SynthGenError, match="other.xpf: not an LMMS instrument preset"):
         render_preset([Note(0.0, 0.5, 60, 0.8)], other, SR, SR)
+    crashes = iter([True])  # LMMS crashes once, then renders: the part is played all the same
+
+    def flaky(cmd, **kwargs):
+        return real(["false"] if next(crashes, False) else cmd, **kwargs)
+
+    real = lmms.subprocess.run
+    monkeypatch.setattr(lmms.subprocess, "run", flaky)
+    assert np.any(render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR))
+    monkeypatch.setattr(lmms.subprocess, "run", lambda cmd, **kwargs: real(["false"], **kwargs))
+    with pytest.raises(SynthGenError, match="Square.xpf: LMMS could not render it \\(exit status 1\\)"):
+        render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR)
     monkeypatch.setattr(lmms.shutil, "which", lambda name: None)
     with pytest.raises(SynthGenError, match="LMMS is not installed"):
-        render_preset([Note(0.0, 0.5, 60, 0.8)], SINE, SR, SR)
+        render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR)
     with pytest.raises(SynthGenError, match="no LMMS presets there"):
         synth_presets(tmp_path / "nowhere")
