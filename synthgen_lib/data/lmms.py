@@ -53,12 +53,14 @@ def find_lmms() -> str:
 
 
 def synth_presets(root: str | Path = PRESETS) -> list[str]:
-    """The synth-engine presets under ``root``, as ``Engine/Name.xpf`` paths, sorted."""
+    """The synth-engine presets under ``root``, as ``Engine/Name.xpf`` paths, sorted (presets
+    saved by LMMS before 0.4, which newer LMMS reads only through ``lmms upgrade``, left out)."""
     root = Path(root)
     if not root.is_dir():
         raise SynthGenError(f"{root}: no LMMS presets there (apt-get install lmms)")
     rels = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*.xpf"))
-    return [r for r in rels if not r.startswith(NOT_SYNTHS) and "/Drums_" not in r]
+    return [r for r in rels if not r.startswith(NOT_SYNTHS) and "/Drums_" not in r
+            and "<instrumenttracksettings" in (root / r).read_text(errors="replace")]
 
 
 def preset_name(path: str | Path) -> str:

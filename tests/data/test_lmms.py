@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from synthgen_lib.data import lmms
-from synthgen_lib.data.lmms import PRESETS, preset_name, render_preset, synth_presets
+from synthgen_lib.data.lmms import PRESETS, preset_name, project_xml, render_preset, synth_presets
 from synthgen_lib.data.synthetic import Note
 from synthgen_lib.errors import SynthGenError
 
@@ -43,6 +43,8 @@ def test_every_synth_preset_renders_sound():
     presets = synth_presets()
     assert len(presets) > 100
     assert not [p for p in presets if p.startswith(("Kicker/", "AudioFileProcessor/")) or "Drums_" in p]
+    for rel in presets:  # every one is a preset this LMMS reads (no pre-0.4 files)
+        assert b"<instrumenttrack " in project_xml([Note(0.0, 0.5, 60, 0.8)], PRESETS / rel, 120.0), rel
     assert preset_name(PRESETS / "TripleOscillator" / "SuperSawLead.xpf") == "SuperSawLead (TripleOscillator)"
     assert preset_name("OpulenZ/Halo_pad.xpf") == "Halo pad (OpulenZ)"
     rng = np.random.default_rng(0)
@@ -55,8 +57,6 @@ def test_a_presets_own_wave_files_are_found():
     """TripleOscillator's "user wave" oscillators name LMMS's bundled shapes relative to its data
     folder, which a rendering run does not resolve: the project names them in full."""
     import xml.etree.ElementTree as ET
-
-    from synthgen_lib.data.lmms import project_xml
 
     for name, wave in (("TheMaster", "shapes/micro.wav"), ("Jupiter", "smooth_inv_saw.ogg")):
         root = ET.fromstring(project_xml([Note(0.0, 0.5, 60, 0.8)], PRESETS / "TripleOscillator" / f"{name}.xpf", 120))
