@@ -111,6 +111,7 @@ ROOT = ""  #@param {type:"string"}
 SOUNDFONT = ""  #@param {type:"string"}
 EXCLUDE = ""  #@param {type:"string"}
 ARRANGEMENT = "ensemble"  #@param ["ensemble", "electronic", "both"]
+SYNTH_VOICES = "both"  #@param ["both", "soundfont", "procedural", "lmms", "all"]
 DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
@@ -129,11 +130,15 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
            "this installs FluidSynth and the FluidR3 General MIDI SoundFont for them (about 30 seconds). "
            "`EXCLUDE`: a text file of score paths never to use (the corpus's judging pieces always are). "
            "`ARRANGEMENT` (scores): a synth among acoustic instruments (`ensemble`), mostly synths with drums as "
-           "in an electronic production (`electronic`), or `both`."),
+           "in an electronic production (`electronic`), or `both`. `SYNTH_VOICES` (scores): who plays the synth parts: "
+           "SoundFont synth programs and the generator's procedural voices (`both`), one of them, LMMS's "
+           "synth-engine presets (`lmms`; installs LMMS on Colab), or `all` three."),
         code(INSTALL),
         code(INSTALL_RUN),
         code('''if "google.colab" in sys.modules and SOURCE in ("sampled", "scores"):
-    !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)'''),
+    !command -v fluidsynth >/dev/null || (apt-get update -qq && apt-get install -y -qq fluidsynth fluid-soundfont-gm >/dev/null)
+if "google.colab" in sys.modules and SOURCE == "scores" and SYNTH_VOICES in ("lmms", "all"):
+    !command -v lmms >/dev/null || (apt-get update -qq && apt-get install -y -qq lmms >/dev/null)'''),
         code(PROJECT),
         code('''if QUICK:  # a tiny dataset that renders in seconds on a CPU, and the offline tiny SynthGen
     TRACKS, TRACK_DURATION = 4, 11.0
@@ -160,7 +165,7 @@ if got:
 dataset = project / "datasets" / DATASET
 report = prepare(SOURCE, ROOT or None, dataset, num_tracks=TRACKS, track_duration=TRACK_DURATION,
                  window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None, exclude=EXCLUDE or None,
-                 arrangement=ARRANGEMENT)
+                 arrangement=ARRANGEMENT, synth_voices=SYNTH_VOICES)
 print(report.format())'''),
         md("## Listen to a few windows\nMix and synth of the first validation windows, with spectrograms."),
         code('''from synthgen_lib.data import FolderSource, make_windows

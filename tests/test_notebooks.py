@@ -32,7 +32,7 @@ def executed(tmp_path_factory):
              ("02_encode_sampled", "02_encode_dataset.ipynb", {"SOURCE": "sampled", "DATASET": "sampled4"}),
              # and real pieces of the music21 corpus, arranged as electronic productions
              ("02_encode_scores", "02_encode_dataset.ipynb",
-              {"SOURCE": "scores", "DATASET": "scores4", "ARRANGEMENT": "electronic"})]
+              {"SOURCE": "scores", "DATASET": "scores4", "ARRANGEMENT": "electronic", "SYNTH_VOICES": "all"})]
     for key, name, extra in runs:
         out = root / f"executed_{key}.ipynb"
         try:
@@ -268,9 +268,10 @@ def test_encode_renders_real_pieces_from_the_music21_corpus(executed):
     assert len(shown) == 2 and len(set(shown)) == 2, shown  # two different tracks, not one twice
     assert "excluded (never read) (" in text and len(RESERVED.read_text().split()) > 50
     assert " playing the " in (dataset / "description" / f"{names[0]}.txt").read_text()
-    from synthgen_lib.data.scores import ScoresSource  # ARRANGEMENT reached the source: the same tracks
+    from synthgen_lib.data.scores import ScoresSource  # ARRANGEMENT and SYNTH_VOICES reached the source
 
-    same = ScoresSource("music21", num_tracks=4, seed=0, track_duration=11.0, arrangement="electronic")
+    same = ScoresSource("music21", num_tracks=4, seed=0, track_duration=11.0, arrangement="electronic",
+                        synth_voices="all")
     assert [(dataset / "description" / f"{t.name}.txt").read_text().strip() for t in same.tracks()] == \
         [t.description for t in same.tracks()]
 
