@@ -2,7 +2,7 @@
 
 A GM SoundFont's "synth" programs are recordings of a few synthesizers, and the procedural
 voices (:mod:`.synthetic`) are the project's own: a model trained on both can still learn those
-particular sounds rather than what a synth is. LMMS ships about 140 presets of its own synth
+particular sounds rather than what a synth is. LMMS ships about 130 presets of its own synth
 engines — TripleOscillator, LB302, Monstro, Organic, BitInvader, OpulenZ (FM), SID, Nescaline,
 Watsyn, Vibed — the instruments electronic producers actually use in it. This module plays a
 part's notes through one of them: it writes a one-track LMMS project (the preset's instrument
