@@ -10,9 +10,9 @@ settings, the notes as one pattern at the track's tempo) and renders it with ``l
 (Debian package ``lmms``; headless, about a second per part).
 
 A preset plays as it does in LMMS, its base note included (a bass preset may sound an octave
-under the written note). Most engines render the same samples every time; a few randomise
-(Organic's oscillator phases), so a track with one of those is the same music, not the same
-bits, when rendered again. LMMS 1.2 now and then crashes on a project it renders the next time:
+under the written note). A render is not always bit-identical to the last one (Organic
+randomises its oscillators' phases, and now and then another engine differs too): a track
+rendered again is the same music, not always the same bits. LMMS 1.2 now and then crashes on a project it renders the next time:
 a failed render is tried once more.
 
 The presets are instruments, not songs: LMMS's demo *projects* are reserved for judging and are
@@ -42,6 +42,7 @@ NOT_SYNTHS = ("AudioFileProcessor/", "Kicker/", "ZynAddSubFX/")
 another engine process (ZynAddSubFX's banks)."""
 TICKS_PER_BEAT = 48  # LMMS: 192 ticks to a 4/4 bar
 RENDER_RATE = 44_100  # the lowest rate ``lmms render`` writes
+RENDER_TIMEOUT = 300  # seconds for one part (a 20 s part takes one or two)
 
 
 def find_lmms() -> str:
@@ -83,7 +84,8 @@ def _absolute_samples(element: ET.Element, data: Path) -> None:
 
 def project_xml(notes: list, preset: str | Path, bpm: float) -> bytes:
     """An LMMS project playing ``notes`` (``Note`` s, seconds and MIDI pitches) on ``preset``
-    at ``bpm``."""
+    at ``bpm``, rounded to a whole number: LMMS 1.2 drops a tempo's decimals, so ticks counted
+    at the exact tempo would drift off the beat (0.15 s over 18 s at 60.49 bpm)."""
     preset = Path(preset)
     try:
         track = ET.parse(preset).getroot().find("instrumenttracksettings/instrumenttrack")
@@ -92,10 +94,11 @@ def project_xml(notes: list, preset: str | Path, bpm: float) -> bytes:
     if track is None:
         raise SynthGenError(f"{preset}: not an LMMS instrument preset (no instrumenttrack)")
     _absolute_samples(track, LMMS_DATA)
+    bpm = max(10, int(round(bpm)))
     track.set("vol", "100")
     track.set("pan", "0")
     project = ET.Element("lmms-project", version="1.0", creator="LMMS", creatorversion="1.2.2", type="song")
-    ET.SubElement(project, "head", bpm=f"{bpm:.2f}", timesig_numerator="4", timesig_denominator="4",
+    ET.SubElement(project, "head", bpm=str(bpm), timesig_numerator="4", timesig_denominator="4",
                   mastervol="100", masterpitch="0")
     container = ET.SubElement(ET.SubElement(project, "song"), "trackcontainer", type="song")
     holder = ET.SubElement(container, "track", type="0", name="synth", muted="0", solo="0")
@@ -125,12 +128,21 @@ def render_preset(notes: list, preset: str | Path, samples: int, sample_rate: in
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": tmp}  # no display, no user config
         cmd = [exe, "--allowroot", "render", str(mmp), "-o", str(wav), "-f", "wav", "-a",
                "-s", str(max(RENDER_RATE, sample_rate)), "-x", "1"]
+        why = ""
         for _ in range(2):  # LMMS 1.2 now and then crashes on a project it renders the next time
-            run = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+            try:
+                run = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                                     timeout=RENDER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                why = f"no answer in {RENDER_TIMEOUT} s"
+                continue
+            except OSError as e:
+                raise SynthGenError(f"{exe}: LMMS could not be started ({e})") from None
             if run.returncode == 0 and wav.is_file():
                 break
+            why = f"exit status {run.returncode}"
         else:
-            raise SynthGenError(f"{preset}: LMMS could not render it (exit status {run.returncode})")
+            raise SynthGenError(f"{preset}: LMMS could not render it ({why})")
         audio = load_audio(wav, sample_rate=sample_rate).mean(dim=0).double().numpy()
     if not np.any(audio):
         raise SynthGenError(f"{preset}: LMMS played nothing with this preset")

@@ -26,8 +26,8 @@ The stems sum to the mix exactly (as in :mod:`.synthetic`), the description says
 played, and every track is deterministic per ``(seed, index)``. Pieces are split into train
 and validation *by piece* (a hash of the piece's path, the same for every seed and SoundFont),
 so a validation set of pieces never trained on can be played by a SoundFont never trained on;
-LMMS presets are split the same way (a hash of the preset's path), and a set of one side's
-pieces plays only that side's presets.
+LMMS presets are split the same way (a hash of the preset's path), and a piece is only ever
+played by presets of its own side.
 Pieces that cannot be used are listed in the source's problems with the reason; the judging
 pieces of the music21 corpus (``RESERVED``) are always excluded.
 """
@@ -337,6 +337,8 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
     synths but at most one sampled instrument, nearly always drums, the synths louder), or
     ``both`` (drawn half and half).
     """
+    if synth_voices in ("lmms", "all") and not presets:
+        raise SynthGenError(f"{piece.path}: LMMS synth voices need presets to draw from")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 7]))
     bpm = float(piece.bpm if piece.bpm and rng.random() < 0.7 else rng.uniform(60, 132))
     need = duration * bpm / 60
@@ -526,7 +528,7 @@ class ScoresSource(RenderedSource):
         exclude: a file of score paths or globs (relative to ``root``) never to read, or a list.
         pieces: ``all``, or only the ``train`` or ``valid`` pieces of the split by piece.
         synth_voices: ``both``, ``soundfont``, ``procedural``, ``lmms`` or ``all`` (see
-            :func:`plan_track`); LMMS presets come from the same side of their split as the pieces.
+            :func:`plan_track`); a piece's LMMS presets come from its own side of their split.
         arrangement: ``ensemble``, ``electronic`` or ``both`` (see :func:`plan_track`).
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
@@ -555,12 +557,13 @@ class ScoresSource(RenderedSource):
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
             soundfonts = [soundfonts]
         self.soundfonts = [str(find_soundfont(sf)) for sf in soundfonts]
-        self.presets: list[str] = []
+        self.presets: dict[str, list[str]] = {"train": [], "valid": []}  # by side of the split
         if synth_voices in ("lmms", "all"):
-            self.presets = [str(PRESETS / rel) for rel in synth_presets()
-                            if pieces == "all" or piece_split(rel, valid_fraction) == pieces]
-            if not self.presets:
-                raise SynthGenError(f"{PRESETS}: no LMMS synth presets on the {pieces} side of the split")
+            for rel in synth_presets():
+                self.presets[piece_split(rel, valid_fraction)].append(str(PRESETS / rel))
+            if not all(self.presets.values()):
+                raise SynthGenError(f"{PRESETS}: no LMMS synth presets on one side of the split "
+                                    f"(valid fraction {valid_fraction})")
         self.seed, self.track_duration, self.channels = seed, float(track_duration), channels
         self.valid_fraction = valid_fraction
         self.base, rels = find_scores(root)
@@ -599,7 +602,7 @@ class ScoresSource(RenderedSource):
             piece = self.pieces[names[i % len(names)]]
             name = f"scores_s{seed}_{i:05d}_{_slug(piece.path)}"
             spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices, arrangement,
-                              self.presets)
+                              self.presets[piece_split(piece.path, valid_fraction)])
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction))

@@ -34,8 +34,8 @@ by about 1.5 dB median SI-SDR and MSE on magnitudes (Open-Unmix's) by about 0.3 
 
 ``loss="sdr"`` instead scores each channel of each example on its own: the negative SDR of the
 masked spectrum, ``10 log10((|M X - S|^2 + d) / (|S|^2 + d))`` summed over its bins, with
-``d`` a thousandth of the mix's energy (so a silent synth asks for silence, and no example is
-better than 30 dB). Squared error weighs an example by its energy, so windows where the synth is
+``d`` a thousandth of the mix's energy (so a silent synth asks for silence, and no example counts
+beyond about 30 dB). Squared error weighs an example by its energy, so windows where the synth is
 quiet under a loud accompaniment (where SI-SDR, which is averaged window by window, has most to
 gain) hardly count; this weighs every window alike.
 """

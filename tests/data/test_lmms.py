@@ -12,7 +12,7 @@ from synthgen_lib.data.synthetic import Note
 from synthgen_lib.errors import SynthGenError
 
 SR = 32_000
-SQUARE = PRESETS / "TripleOscillator" / "Square.xpf"  # one square oscillator, renders the same every time
+SQUARE = PRESETS / "TripleOscillator" / "Square.xpf"  # saw and square, no random phases
 
 
 def _fundamental_hz(x: np.ndarray, start: float, stop: float) -> float:
@@ -35,7 +35,14 @@ def test_notes_sound_at_their_time_pitch_and_velocity():
     assert np.abs(x[int(0.1 * SR):int(0.45 * SR)]).max() < 1e-4  # silent before the first note
     loud, quiet = (np.sqrt(np.mean(x[int(a * SR):int(b * SR)] ** 2)) for a, b in ((1.9, 2.4), (3.2, 3.7)))
     assert loud / quiet == pytest.approx(2.0, rel=0.15)  # the same key at velocity 0.8 and 0.4
-    np.testing.assert_array_equal(x, render_preset(notes, SQUARE, 4 * SR, SR, bpm=96.0))
+
+
+def test_a_tempo_with_decimals_keeps_late_notes_on_time():
+    """LMMS plays whole-number tempos: ticks counted at 60.49 bpm would put a note at 18 s
+    0.15 s late."""
+    x = render_preset([Note(18.0, 0.5, 69, 0.8)], SQUARE, 19 * SR, SR, bpm=60.49)
+    onset = np.argmax(np.abs(x) > 0.05 * np.abs(x).max()) / SR
+    assert onset == pytest.approx(18.0, abs=60 / (60 * lmms.TICKS_PER_BEAT) / 2 + 0.002)
 
 
 def test_every_synth_preset_renders_sound():
@@ -83,6 +90,12 @@ def test_a_bad_preset_or_missing_lmms_is_one_clear_error(tmp_path, monkeypatch):
     assert np.any(render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR))
     monkeypatch.setattr(lmms.subprocess, "run", lambda cmd, **kwargs: real(["false"], **kwargs))
     with pytest.raises(SynthGenError, match="Square.xpf: LMMS could not render it \\(exit status 1\\)"):
+        render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR)
+    def hangs(cmd, **kwargs):
+        raise lmms.subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    monkeypatch.setattr(lmms.subprocess, "run", hangs)
+    with pytest.raises(SynthGenError, match="Square.xpf: LMMS could not render it \\(no answer in 300 s\\)"):
         render_preset([Note(0.0, 0.5, 60, 0.8)], SQUARE, SR, SR)
     monkeypatch.setattr(lmms.shutil, "which", lambda name: None)
     with pytest.raises(SynthGenError, match="LMMS is not installed"):

@@ -278,11 +278,13 @@ def test_lmms_voices_play_presets_held_out_with_the_pieces(score_folder, monkeyp
     # a valid fraction that puts the two pieces on different sides
     fraction = next(f for f in np.arange(0.05, 1.0, 0.05)
                     if len({piece_split(r, f) for r in ("first.mid", "sub/second.musicxml")}) == 2)
-    sides = {side: set(ScoresSource(score_folder, num_tracks=2, seed=2, track_duration=4.0, synth_voices="lmms",
-                                    pieces=side, valid_fraction=fraction).presets) for side in ("train", "valid")}
-    assert sides["train"] and sides["valid"] and not sides["train"] & sides["valid"]
-    assert {Path(p).relative_to(Path(p).parents[1]).as_posix() for p in sides["train"] | sides["valid"]} \
-        == set(synth_presets())
+    rel = lambda p: Path(p).relative_to(Path(p).parents[1]).as_posix()  # noqa: E731
+    both_sides = ScoresSource(score_folder, num_tracks=16, seed=2, track_duration=4.0, synth_voices="lmms",
+                              valid_fraction=fraction)
+    drawn = {(piece_split(spec.piece, fraction), piece_split(rel(p.preset), fraction))
+             for spec in both_sides.specs.values() for p in spec.plans if p.synth}
+    assert drawn == {("train", "train"), ("valid", "valid")}  # each piece plays presets of its own side
+    assert sorted(map(rel, both_sides.presets["train"] + both_sides.presets["valid"])) == synth_presets()
     mixed = ScoresSource(score_folder, num_tracks=12, seed=2, track_duration=4.0, synth_voices="all")
     kinds = {"lmms" if p.preset else "procedural" if p.program is None else "soundfont"
              for spec in mixed.specs.values() for p in spec.plans if p.synth}
