@@ -12,8 +12,8 @@ settings, the notes as one pattern at the track's tempo) and renders it with ``l
 A preset plays as it does in LMMS, its base note included (a bass preset may sound an octave
 under the written note). A render is not always bit-identical to the last one (Organic
 randomises its oscillators' phases, and now and then another engine differs too): a track
-rendered again is the same music, not always the same bits. LMMS 1.2 now and then crashes on a project it renders the next time:
-a failed render is tried once more.
+rendered again is the same music, not always the same bits. LMMS 1.2 now and then crashes on a
+project it renders the next time: a failed render is tried once more.
 
 The presets are instruments, not songs: LMMS's demo *projects* are reserved for judging and are
 never read here. Drum and sample-player presets (Kicker, AudioFileProcessor, ``Drums_*``) are

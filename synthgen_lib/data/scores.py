@@ -128,7 +128,7 @@ class PartPlan:
     voice: object = None  # a synth's SynthPartSpec: its procedural voice, effects, pan and level
     pan: float = 0.0  # accompaniment only
     level_db: float = 0.0  # accompaniment only
-    preset: str | None = None  # a synth's LMMS preset (``Engine/Name.xpf``)
+    preset: str | None = None  # a synth's LMMS preset file (under lmms.PRESETS)
 
     def instrument(self) -> str:
         if self.preset is not None:
