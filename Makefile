@@ -39,9 +39,10 @@ demo: install
 
 # Rebuild the bundled demo models and example from scratch (CPU, both models in parallel on
 # one thread each; see the README for the time it takes). Both train on the 600 tracks of
-# DEMO_TRAIN: 300 procedural (seed 1) and 300 played by the TimGM6mb SoundFont (seed 2). They
-# are scored on DEMO_DATA's 12 held-out procedural tracks (seed 0), which neither has seen,
-# and on sampled tracks of other seeds and another SoundFont (README).
+# DEMO_TRAIN: 300 procedural (seed 1) and 300 played by the TimGM6mb SoundFont (seed 2), each
+# source prepared in a folder of its own (prepare never adds a second source to a folder) and
+# hard-linked into DEMO_TRAIN. They are scored on DEMO_DATA's 12 held-out procedural tracks
+# (seed 0), which neither has seen, and on sampled tracks of other seeds and another SoundFont (README).
 DEMO_DATA ?= $(OUT)/demo-data
 DEMO_TRAIN ?= $(OUT)/demo-train
 DEMO_RUNS ?= $(OUT)/demo-runs
@@ -49,8 +50,10 @@ LSTM_ARGS ?= --epochs 40 --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 1
 ENCODER_ARGS ?= --epochs 25 --steps-per-epoch 100 --batch-size 4 --segment 2 --lr 1e-3 --warmup-steps 100 --max-valid-windows 30 --model-config '{"channels": 16, "loss": "l1+stft"}'
 demo-models: install sampled-deps
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
-	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)
-	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 300 --seed 2 --output $(DEMO_TRAIN)
+	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)-synthetic
+	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 300 --seed 2 --output $(DEMO_TRAIN)-sampled
+	for d in mix synth description; do mkdir -p $(DEMO_TRAIN)/$$d && \
+	  ln -f $(DEMO_TRAIN)-synthetic/$$d/* $(DEMO_TRAIN)-sampled/$$d/* $(DEMO_TRAIN)/$$d/ || exit 1; done
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
 	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
 	wait
