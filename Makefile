@@ -53,7 +53,7 @@ demo-models: install sampled-deps
 	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)-synthetic
 	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 300 --seed 2 --output $(DEMO_TRAIN)-sampled
 	for d in mix synth description; do mkdir -p $(DEMO_TRAIN)/$$d && \
-	  ln -f $(DEMO_TRAIN)-synthetic/$$d/* $(DEMO_TRAIN)-sampled/$$d/* $(DEMO_TRAIN)/$$d/ || exit 1; done
+	  cp -alf $(DEMO_TRAIN)-synthetic/$$d/. $(DEMO_TRAIN)-sampled/$$d/. $(DEMO_TRAIN)/$$d/ || exit 1; done
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
 	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
 	wait

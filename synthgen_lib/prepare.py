@@ -3,7 +3,9 @@
 This is the one function behind ``synthgen prepare`` and the Encode Dataset notebook's first
 step. With ``output`` it writes every track as ``output/mix/NAME.wav``,
 ``output/synth/NAME.wav`` and ``output/description/NAME.txt`` at the project rate (the
-synthetic set is rendered; other sources are converted), skipping tracks already written, so
+synthetic set is rendered; other sources are converted), and a synth of two or more parts also
+part by part, as ``output/synth/NAME/PART.wav`` with ``output/description/NAME/PART.txt``
+(what text queries train on), skipping tracks already written, so
 an interrupted run resumes where it stopped. The report is also saved as
 ``output/prepare.json``.
 """
@@ -103,6 +105,9 @@ def _write_track(source: TrackSource, name: str, out: Path, sample_rate: int, ch
     gain = 0.999 / peak if peak > 0.999 else 1.0
     save_audio(out / "synth" / f"{name}.wav", audio.synth * gain, sample_rate, clip="none")
     write_text_atomic(out / "description" / f"{name}.txt", audio.description + "\n")
+    for part in source.info(name).parts:  # synth/NAME/PART.wav and description/NAME/PART.txt
+        save_audio(out / "synth" / name / f"{part.name}.wav", audio.parts[part.name] * gain, sample_rate, clip="none")
+        write_text_atomic(out / "description" / name / f"{part.name}.txt", part.description + "\n")
     save_audio(out / "mix" / f"{name}.wav", audio.mix * gain, sample_rate, clip="none")  # last: marks done
     return silent
 

@@ -99,3 +99,17 @@ def test_a_folder_started_from_one_dataset_refuses_another(tmp_path):
         write(tmp_path / "other" / kind / "b.wav", tone(10.0, 32000, 2), 32000)
     with pytest.raises(DatasetError, match="not the folder source"):  # same source, another folder
         prepare("folder", tmp_path / "other", mine, progress=False)
+
+
+def test_a_synth_of_two_parts_is_also_written_part_by_part(tmp_path):
+    out = tmp_path / "ds"
+    prepare("synthetic", output=out, num_tracks=6, track_duration=10.0, seed=3, progress=False)
+    source, written = SyntheticSource(num_tracks=6, seed=3, track_duration=10.0), FolderSource(out)
+    two = [t for t in source.tracks() if t.parts]
+    assert two and not written.problems.groups
+    for info in source.tracks():
+        assert written.info(info.name).parts == info.parts  # names and descriptions
+        assert (out / "synth" / info.name).is_dir() == bool(info.parts)
+    rendered = source.load(two[0].name, 32000, 2)
+    for name, part in written.load(two[0].name, 32000, 2).parts.items():
+        assert np.abs(part.numpy() - rendered.parts[name].numpy()).max() < 2 ** -14

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import SynthGenError
 from .folder import FolderSource
-from .tracks import DEFAULT_DESCRIPTION, TrackAudio, TrackInfo, TrackSource
+from .tracks import DEFAULT_DESCRIPTION, PartInfo, TrackAudio, TrackInfo, TrackSource
 from .windows import Window, WindowDataset, WindowSet, make_windows, split_tracks, window_starts
 
 SOURCES = ("synthetic", "sampled", "scores", "folder", "musdb", "slakh")
@@ -70,7 +70,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
 
 
 __all__ = [
-    "DEFAULT_DESCRIPTION", "FolderSource", "SOURCES", "TrackAudio", "TrackInfo", "TrackSource",
+    "DEFAULT_DESCRIPTION", "FolderSource", "PartInfo", "SOURCES", "TrackAudio", "TrackInfo", "TrackSource",
     "Window", "WindowDataset", "WindowSet", "make_windows", "open_source", "split_tracks",
     "window_starts",
 ]

@@ -6,6 +6,9 @@
       mix/song_a.wav          the full mix
       synth/song_a.flac       its synth stem (any audio format; the name pairs it)
       description/song_a.txt  optional text, e.g. "bright detuned saw lead"
+      synth/song_a/pad.wav    optional: the synth stem part by part (what text queries train on),
+      description/song_a/pad.txt   each part with its own description, e.g. "warm pad, low register";
+                              without synth/song_a.flac the parts' sum is the synth stem
       splits.json             optional {"song_a": "valid", ...}: tracks the dataset holds out
 
 Files are paired by their name without the extension. Anything that cannot be paired is not
@@ -20,7 +23,7 @@ import torch
 
 from ..audio import audio_info, is_audio_file, load_audio
 from ..errors import AudioError, DatasetError
-from .tracks import DEFAULT_DESCRIPTION, TrackInfo, TrackSource
+from .tracks import DEFAULT_DESCRIPTION, PartInfo, TrackInfo, TrackSource
 
 
 SPLITS_FILE = "splits.json"  # {track name: split} of the tracks a dataset holds out itself
@@ -63,6 +66,11 @@ class FolderSource(TrackSource):
         self.synth_files = _by_name(self.root / "synth", is_audio_file, p, "synth")
         self.description_files = _by_name(self.root / "description",
                                           lambda f: f.suffix.lower() == ".txt", p, "description")
+        self.part_files = {d.name: files for d in sorted((self.root / "synth").iterdir())
+                           if d.is_dir() and not d.name.startswith(".")
+                           and (files := _by_name(d, is_audio_file, p, f"{d.name} part"))}
+        self.summed = {name for name in self.part_files if name not in self.synth_files}  # synth = sum of parts
+        self.synth_files.update({name: self.root / "synth" / name for name in self.summed})
         for name in sorted(set(self.mix_files) - set(self.synth_files)):
             p.add("mix without synth (skipped)", self.mix_files[name].name)
         for name in sorted(set(self.synth_files) - set(self.mix_files)):
@@ -75,17 +83,20 @@ class FolderSource(TrackSource):
         splits = self._splits()
         for name in sorted(set(self.mix_files) & set(self.synth_files)):
             try:
-                mix, synth = audio_info(self.mix_files[name]), audio_info(self.synth_files[name])
+                mix = audio_info(self.mix_files[name])
+                parts = {part: audio_info(path).duration for part, path in self.part_files.get(name, {}).items()}
+                synth = max(parts.values()) if name in self.summed else audio_info(self.synth_files[name]).duration
             except AudioError as exc:
                 if strict:
                     raise
                 p.add("unreadable audio (skipped)", str(exc))
                 continue
-            if abs(mix.duration - synth.duration) > 0.05:
+            if abs(mix.duration - synth) > 0.05:
                 p.add("mix and synth lengths differ (using the shorter)",
-                      f"{name}: mix {mix.duration:.2f} s, synth {synth.duration:.2f} s")
-            self._tracks[name] = TrackInfo(name=name, duration=min(mix.duration, synth.duration),
-                                           description=self._description(name), split=splits.get(name))
+                      f"{name}: mix {mix.duration:.2f} s, synth {synth:.2f} s")
+            description = self._description(name)
+            self._tracks[name] = TrackInfo(name=name, duration=min(mix.duration, synth), description=description,
+                                           split=splits.get(name), parts=self._parts(name, parts, description))
         if not self._tracks and not strict:
             raise DatasetError(f"{self.root}: no paired mix/synth files found"
                                + (" — " + "; ".join(p.lines(limit=3)) if p.groups else ""))
@@ -113,9 +124,33 @@ class FolderSource(TrackSource):
             return DEFAULT_DESCRIPTION
         return " ".join(text.split())
 
+    def _parts(self, name: str, parts: dict[str, float], description: str) -> tuple[PartInfo, ...]:
+        """The parts of track ``name``, each described by ``description/NAME/PART.txt`` (or, noted
+        as a problem, by the first clause of the track's description)."""
+        infos = []
+        for part in sorted(parts):
+            path = self.root / "description" / name / f"{part}.txt"
+            text = " ".join(path.read_text(encoding="utf-8", errors="replace").split()) if path.is_file() else ""
+            if not text:
+                self.problems.add("synth part without a description (using the track's)", f"{name}/{part}")
+                text = description.split(";")[0].strip()
+            infos.append(PartInfo(part, text))
+        return tuple(infos)
+
     def _load(self, info: TrackInfo, sample_rate: int, offset: float,
               duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         span = info.duration - offset if duration is None else duration
         mix = load_audio(self.mix_files[info.name], sample_rate, None, offset, span)
-        synth = load_audio(self.synth_files[info.name], sample_rate, None, offset, span)
-        return mix, synth
+        if info.name in self.summed:
+            parts = list(self._load_parts(info, sample_rate, offset, duration).values())
+            synth = torch.zeros(max(p.shape[0] for p in parts), max(p.shape[-1] for p in parts))
+            for part in parts:
+                synth[:, :part.shape[-1]] += part  # a mono part plays in every channel
+            return mix, synth
+        return mix, load_audio(self.synth_files[info.name], sample_rate, None, offset, span)
+
+    def _load_parts(self, info: TrackInfo, sample_rate: int, offset: float,
+                    duration: float | None) -> dict[str, torch.Tensor]:
+        span = info.duration - offset if duration is None else duration
+        return {p.name: load_audio(self.part_files[info.name][p.name], sample_rate, None, offset, span)
+                for p in info.parts}

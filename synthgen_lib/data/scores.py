@@ -46,7 +46,7 @@ from ..errors import SynthGenError
 from .lmms import PRESETS, preset_name, render_preset, synth_presets
 from .soundfont import DRUM_KEYS, GM_NAMES, find_soundfont, render_notes
 from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _join, _pan, _place, _reverb,
-                        _rms, _synth_part, _synth_voice, synth_effects)
+                        _rms, _synth_part, _synth_voice, part_infos, synth_effects)
 from .tracks import TrackInfo
 
 MUSIC21 = "music21"
@@ -155,6 +155,17 @@ class ScoreTrackSpec:
     synth_db: float  # synth RMS re the accompaniment's
     text: str = ""
     arrangement: str = "ensemble"  # or "electronic" (see plan_track)
+    parts_text: tuple[str, ...] = ()  # what each synth part is, in the order of the synth plans
+
+    def _describe_parts(self, piece: Piece) -> tuple[str, ...]:
+        """Each synth part on its own: voice, role and register, e.g. 'warm saw pad, low register'
+        or 'sawtooth lead arp, high register'."""
+        texts = []
+        for p in (p for p in self.plans if p.synth):
+            v, register = p.voice, piece.parts[p.part].register
+            voice = f"{v.brightness} {v.oscillator}" if p.program is None and p.preset is None else p.instrument()
+            texts.append(f"{voice} {v.role}, {register} register")
+        return tuple(texts)
 
     def describe(self) -> str:
         """What was played, e.g. 'warm pad playing the Alto part; bach/bwv66.6, 84 bpm, with
@@ -398,7 +409,7 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
     spec = ScoreTrackSpec(name, piece.path, piece.title, start, round(bpm, 2), duration, ensemble, tuple(plans),
                           drums, str(rng.choice(soundfonts)), synth_db,
                           arrangement="electronic" if electronic else "ensemble")
-    return dataclasses.replace(spec, text=spec._describe(piece))
+    return dataclasses.replace(spec, text=spec._describe(piece), parts_text=spec._describe_parts(piece))
 
 
 def excerpt_notes(piece: Piece, spec: ScoreTrackSpec, plan: PartPlan, rng=None) -> list[Note]:
@@ -429,9 +440,11 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 8]))
     sr, n = sample_rate, int(round(spec.duration * sample_rate))
     synth = np.zeros((channels, n))
+    parts = [np.zeros((channels, n)) for p in spec.plans if p.synth]  # a part silent in the excerpt stays zeros
     stems: dict[str, np.ndarray] = {}
     room = float(rng.uniform(0.4, 1.8))
     for k, plan in enumerate(spec.plans):
+        part = sum(p.synth for p in spec.plans[:k])  # which synth part this plan is, if it is one
         notes = excerpt_notes(piece, spec, plan, rng)
         if not notes:
             continue
@@ -444,7 +457,8 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
         if not np.any(x):
             continue
         if plan.synth:
-            synth += synth_effects(x, plan.voice, sr, spec.bpm, rng, channels)
+            parts[part] = synth_effects(x, plan.voice, sr, spec.bpm, rng, channels)
+            synth += parts[part]
             continue
         x = _reverb(_pan(x / _rms(x), plan.pan, channels), sr, rng, rt60=room, wet=float(rng.uniform(0.1, 0.35)))
         stems[f"{k:02d} {plan.instrument()}"] = x / _rms(x) * 10 ** (plan.level_db / 20)
@@ -462,11 +476,13 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
     if not np.any(synth):
         raise SynthGenError(f"{spec.piece}: the synth part has no notes in this excerpt")
     stems = {"synth": synth / _rms(synth) * _rms(accomp) * 10 ** (spec.synth_db / 20), **stems}
+    parts = [p / _rms(synth) * _rms(accomp) * 10 ** (spec.synth_db / 20) for p in parts] if len(parts) > 1 else []
     mix = np.sum(np.stack(list(stems.values())), axis=0, dtype=np.float64)
     gain = float(rng.uniform(0.5, 0.95)) / (np.abs(mix).max() + 1e-9)
     stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
     mix = np.sum(np.stack(list(stems.values())), axis=0, dtype=np.float32)
-    return SyntheticTrack(name=spec.name, spec=spec, stems=stems, mix=mix)
+    return SyntheticTrack(name=spec.name, spec=spec, stems=stems, mix=mix,
+                          parts=[(p * gain).astype(np.float32) for p in parts])
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,7 +621,7 @@ class ScoresSource(RenderedSource):
                               self.presets[piece_split(piece.path, valid_fraction)])
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
-                                           piece_split(piece.path, valid_fraction))
+                                           piece_split(piece.path, valid_fraction), parts=part_infos(spec.parts_text))
         self._index = {name: i for i, name in enumerate(self.specs)}
 
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:

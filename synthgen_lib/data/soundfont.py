@@ -91,6 +91,14 @@ def describe_sampled(spec) -> str:
     return text
 
 
+def describe_sampled_parts(spec) -> list[str]:
+    """What each synth part of ``spec`` is when the SoundFont plays it, e.g. 'Pad 2 (warm) pad, low
+    register' (the program, the part's role and register)."""
+    programs = choose_programs(spec)
+    return [f"{GM_NAMES[programs[f'synth{i}']]} {part.role}, {part.register} register"
+            for i, part in enumerate(spec.synths)]
+
+
 def find_soundfont(path: str | Path | None = None) -> Path:
     """The SoundFont to play with: ``path`` if given, else the first GM SoundFont installed.
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from scipy import signal
 
-from .soundfont import DRUM_KEYS, choose_programs, describe_sampled, find_soundfont, render_notes
-from .tracks import TrackInfo, TrackSource
+from .soundfont import DRUM_KEYS, choose_programs, describe_sampled, describe_sampled_parts, find_soundfont, render_notes
+from .tracks import PartInfo, TrackInfo, TrackSource
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
@@ -153,7 +153,8 @@ class TrackSpec:
 class SyntheticTrack:
     """A rendered track: ``mix == sum(stems.values())``; ``stems['synth']`` is the target.
 
-    All audio is float32 ``(channels, samples)``.
+    All audio is float32 ``(channels, samples)``. ``parts`` holds each synth part on its own
+    (summing to the synth up to float32 rounding) when there are two or more.
     """
 
     name: str
@@ -161,6 +162,7 @@ class SyntheticTrack:
     stems: dict[str, np.ndarray]
     mix: np.ndarray = field(repr=False)
     sampled: bool = False  # played by a SoundFont rather than the procedural voices
+    parts: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def synth(self) -> np.ndarray:
@@ -683,14 +685,15 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
     room_rt60 = float(rng.uniform(0.4, 1.6))
     programs = choose_programs(spec) if soundfont is not None else {}
 
-    synth = np.zeros((channels, n))
+    synth, parts = np.zeros((channels, n)), []
     for i, part in enumerate(spec.synths):
         notes = _synth_notes(rng, h, part)
         if soundfont is not None:
             x = render_notes(notes, programs[f"synth{i}"], n, sr, soundfont)
         else:
             x = _place(notes, lambda nt, p=part: _synth_voice(nt, p, sr, rng), n, sr, rng)
-        synth += synth_effects(x, part, sr, spec.bpm, rng, channels)
+        parts.append(synth_effects(x, part, sr, spec.bpm, rng, channels))
+        synth += parts[-1]
 
     stems: dict[str, np.ndarray] = {}
     voices = {
@@ -738,19 +741,30 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
     # Balance synth against the accompaniment, then one gain for everything so the mix peaks
     # below full scale: the stems keep summing to the mix exactly.
     accomp_rms = _rms(sum(stems.values())) if stems else 1.0
-    stems = {"synth": synth / _rms(synth) * accomp_rms * 10 ** (rng.uniform(-6, 3) / 20), **stems}
+    level = 10 ** (rng.uniform(-6, 3) / 20)
+    stems = {"synth": synth / _rms(synth) * accomp_rms * level, **stems}
+    parts = [p / _rms(synth) * accomp_rms * level for p in parts] if len(parts) > 1 else []
     stems = {k: v.astype(np.float32) for k, v in stems.items()}
     mix = np.sum(np.stack(list(stems.values())), axis=0, dtype=np.float64)
     gain = float(rng.uniform(0.5, 0.95)) / (np.abs(mix).max() + 1e-9)
     stems = {k: (v * gain).astype(np.float32) for k, v in stems.items()}
     mix = np.sum(np.stack(list(stems.values())), axis=0, dtype=np.float32)
     return SyntheticTrack(name=track_name(seed, index, soundfont is not None), spec=spec,
-                          stems=stems, mix=mix, sampled=soundfont is not None)
+                          stems=stems, mix=mix, sampled=soundfont is not None,
+                          parts=[(p.astype(np.float32) * gain).astype(np.float32) for p in parts])
 
 
 # --------------------------------------------------------------------------------------------
 # As a data source
 # --------------------------------------------------------------------------------------------
+
+def part_infos(descriptions: list[str]) -> tuple[PartInfo, ...]:
+    """The :class:`PartInfo` of a track whose synth parts are described by ``descriptions``:
+    ``part1``, ``part2``... when there are two or more, none for one part."""
+    if len(descriptions) < 2:
+        return ()
+    return tuple(PartInfo(f"part{k + 1}", text) for k, text in enumerate(descriptions))
+
 
 class RenderedSource(TrackSource):
     """A source whose tracks are rendered whole on demand (:meth:`_render`) and cut into the
@@ -782,6 +796,13 @@ class RenderedSource(TrackSource):
         stop = None if duration is None else start + int(round(duration * sample_rate))
         return (torch.from_numpy(track.mix[:, start:stop].copy()),
                 torch.from_numpy(track.synth[:, start:stop].copy()))
+
+    def _load_parts(self, info: TrackInfo, sample_rate: int, offset: float,
+                    duration: float | None) -> dict[str, torch.Tensor]:
+        track = self.render(info.name, sample_rate)
+        start = int(round(offset * sample_rate))
+        stop = None if duration is None else start + int(round(duration * sample_rate))
+        return {p.name: torch.from_numpy(audio[:, start:stop].copy()) for p, audio in zip(info.parts, track.parts)}
 
 
 class SyntheticSource(RenderedSource):
@@ -817,7 +838,8 @@ class SyntheticSource(RenderedSource):
             name = track_name(seed, i, sampled)
             self._index[name] = i
             description = describe_sampled(spec) if sampled else spec.describe()
-            self._tracks[name] = TrackInfo(name, track_duration, description)
+            parts = describe_sampled_parts(spec) if sampled else [p.describe() for p in spec.synths]
+            self._tracks[name] = TrackInfo(name, track_duration, description, parts=part_infos(parts))
 
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         return render_track(self.seed, self._index[name], self.track_duration, sample_rate, self.channels,

@@ -18,6 +18,19 @@ DEFAULT_DESCRIPTION = "synthesizer"
 
 
 @dataclass(frozen=True)
+class PartInfo:
+    """One synth part of a track whose synth stem is several parts (a pad under a lead).
+
+    Attributes:
+        name: unique within the track (``part1``, or the folder dataset's file name).
+        description: what this part alone is, e.g. "warm detuned saw pad, low register".
+    """
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class TrackInfo:
     """One paired track of a source.
 
@@ -27,23 +40,36 @@ class TrackInfo:
         description: text describing the synth stem.
         split: the dataset's own split for this track (``"train"``, ``"valid"``, ``"test"``) or
             ``None`` when the dataset has none; see :func:`synthgen_lib.data.windows.split_tracks`.
+        parts: the synth stem's parts, each with its own description, when the source knows them
+            and there are two or more (empty: the synth is one part, described by ``description``).
     """
 
     name: str
     duration: float
     description: str = DEFAULT_DESCRIPTION
     split: str | None = None
+    parts: tuple[PartInfo, ...] = ()
+
+    def part_descriptions(self) -> list[str]:
+        """What each synth part is: the parts' own descriptions, or for a one-part track the
+        first clause of its description (the synth, without key, tempo and accompaniment)."""
+        if self.parts:
+            return [p.description for p in self.parts]
+        return [self.description.split(";")[0].strip()]
 
 
 @dataclass
 class TrackAudio:
-    """A span of a track: ``mix`` and ``synth`` float32 ``(channels, samples)``, same shape."""
+    """A span of a track: ``mix`` and ``synth`` float32 ``(channels, samples)``, same shape, and
+    the synth's ``parts`` (name -> audio of that shape; summing to ``synth``) when the track has
+    :attr:`TrackInfo.parts`."""
 
     name: str
     mix: torch.Tensor
     synth: torch.Tensor
     sample_rate: int
     description: str = DEFAULT_DESCRIPTION
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def residual(self) -> torch.Tensor:
@@ -92,13 +118,20 @@ class TrackSource(abc.ABC):
             length = int(round(duration * sample_rate))
         else:
             length = min(mix.shape[-1], synth.shape[-1])
+        parts = self._load_parts(info, sample_rate, offset, duration) if info.parts else {}
         return TrackAudio(name=name, mix=_fit(mix, length), synth=_fit(synth, length),
-                          sample_rate=sample_rate, description=info.description)
+                          sample_rate=sample_rate, description=info.description,
+                          parts={k: _fit(convert_channels(v, channels), length) for k, v in parts.items()})
 
     @abc.abstractmethod
     def _load(self, info: TrackInfo, sample_rate: int, offset: float,
               duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (mix, synth) ``(channels, samples)`` at ``sample_rate`` for the span."""
+
+    def _load_parts(self, info: TrackInfo, sample_rate: int, offset: float,
+                    duration: float | None) -> dict[str, torch.Tensor]:
+        """The span of each of ``info.parts`` (sources whose tracks have parts implement it)."""
+        raise NotImplementedError(f"the {self.kind} source lists parts of {info.name} but cannot load them")
 
 
 def _fit(wav: torch.Tensor, length: int) -> torch.Tensor:

@@ -78,3 +78,33 @@ def test_bad_folders_get_one_clear_line(tmp_path, layout, message):
     with pytest.raises(DatasetError) as err:
         FolderSource(root)
     assert message in str(err.value) and str(root) in str(err.value)
+
+
+def test_synth_parts_in_a_folder_of_their_own_each_with_a_description(tmp_path):
+    root = _dataset(tmp_path, names=("a", "b"))
+    write(root / "synth" / "a" / "pad.wav", tone(2.0, 32000, 2, 200, amp=0.1), 32000)
+    write(root / "synth" / "a" / "lead.flac", tone(2.0, 32000, 2, 900, amp=0.1), 32000)
+    (root / "description" / "a").mkdir(parents=True)
+    (root / "description" / "a" / "pad.txt").write_text("warm  pad, low register\n")
+    (root / "description" / "a.txt").write_text("pad and lead; C major")
+    src = FolderSource(root)
+    assert [(p.name, p.description) for p in src.info("a").parts] == [("lead", "pad and lead"),
+                                                                       ("pad", "warm pad, low register")]
+    assert src.problems.lines()[0] == "synth part without a description (using the track's) (1): a/lead"
+    assert src.info("b").parts == ()
+    audio = src.load("a", 32000, 2, offset=0.5, duration=1.0)
+    np.testing.assert_allclose(audio.parts["pad"].numpy(), tone(2.0, 32000, 2, 200, 0.1)[:, 16000:48000], atol=1e-4)
+    assert audio.synth.shape == audio.parts["lead"].shape == (2, 32000)
+
+
+def test_parts_without_a_whole_synth_file_add_up_to_the_synth(tmp_path):
+    root = tmp_path
+    write(root / "mix" / "a.wav", tone(2.0, 32000, 2, 300), 32000)
+    write(root / "synth" / "a" / "pad.wav", tone(2.0, 32000, 2, 200, amp=0.1), 32000)
+    write(root / "synth" / "a" / "bass.wav", tone(1.5, 32000, 1, 60, amp=0.2), 32000)  # shorter, mono
+    src = FolderSource(root)
+    assert src.info("a").duration == pytest.approx(2.0, abs=0.01)
+    audio = src.load("a", 32000, 2)
+    expected = tone(2.0, 32000, 2, 200, 0.1)
+    expected[:, :48000] += tone(1.5, 32000, 1, 60, 0.2)
+    np.testing.assert_allclose(audio.synth.numpy(), expected, atol=1e-4)

@@ -289,3 +289,18 @@ def test_lmms_voices_play_presets_held_out_with_the_pieces(score_folder, monkeyp
     kinds = {"lmms" if p.preset else "procedural" if p.program is None else "soundfont"
              for spec in mixed.specs.values() for p in spec.plans if p.synth}
     assert kinds == {"lmms", "procedural", "soundfont"}
+
+
+def test_electronic_tracks_give_each_synth_part_with_its_own_description(wide_folder):
+    source = ScoresSource(wide_folder, num_tracks=4, seed=5, track_duration=4.0, arrangement="electronic")
+    piece = source.pieces["wide.mid"]
+    for info in source.tracks()[:2]:
+        synths = [p for p in source.specs[info.name].plans if p.synth]
+        assert [p.name for p in info.parts] == [f"part{k + 1}" for k in range(len(synths))]
+        for part, plan in zip(info.parts, synths):
+            assert part.description.endswith(f" {plan.voice.role}, {piece.parts[plan.part].register} register")
+            if plan.program is not None:  # a SoundFont synth is named by its program, as in the track's text
+                assert part.description.startswith(plan.instrument()) and plan.instrument() in info.description
+        audio = source.load(info.name, SR, 2)
+        np.testing.assert_allclose(sum(audio.parts.values()).numpy(), audio.synth.numpy(), atol=1e-5)
+        assert sum(float(p.abs().max()) > 1e-3 for p in audio.parts.values()) >= 2  # they really play

@@ -94,3 +94,31 @@ def test_source_loads_windows_of_the_rendered_track():
     np.testing.assert_array_equal(part.mix.numpy(), whole.mix[:, 32000:80000])
     np.testing.assert_array_equal(part.synth.numpy(), whole.synth[:, 32000:80000])
     assert part.description == info.description == whole.description
+
+
+def test_two_part_tracks_give_each_part_with_its_own_description():
+    source = SyntheticSource(num_tracks=12, seed=3, track_duration=6.0)
+    two = [t for t in source.tracks() if t.parts]
+    assert two and len(two) < 12  # some tracks have two synth parts, most have one
+    for info in two[:2]:
+        spec = sample_spec(3, int(info.name[-5:]), duration=6.0)
+        assert [p.description for p in info.parts] == [part.describe() for part in spec.synths]
+        assert len({part.role for part in spec.synths}) == 2  # of different roles
+        audio = source.load(info.name, 16000, 2, offset=1.0, duration=4.0)
+        assert set(audio.parts) == {"part1", "part2"}
+        np.testing.assert_allclose((audio.parts["part1"] + audio.parts["part2"]).numpy(), audio.synth.numpy(),
+                                   atol=1e-6)
+        levels = [float(p.pow(2).mean().sqrt()) for p in audio.parts.values()]
+        assert min(levels) > 1e-3  # both really play
+    one = next(t for t in source.tracks() if not t.parts)
+    assert source.load(one.name, 16000, 2, duration=1.0).parts == {}
+    assert render_track(3, int(one.name[-5:]), duration=2.0).parts == []
+
+
+def test_sampled_parts_are_described_by_their_program_role_and_register():
+    source = SyntheticSource(num_tracks=12, seed=3, track_duration=6.0, soundfont=True)
+    info = next(t for t in source.tracks() if t.parts)
+    spec = sample_spec(3, int(info.name[-5:]), duration=6.0)
+    for part, synth in zip(info.parts, spec.synths):
+        assert part.description.endswith(f" {synth.role}, {synth.register} register")
+        assert part.description.split(" " + synth.role + ",")[0] in info.description  # the program's name
