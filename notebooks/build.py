@@ -196,7 +196,10 @@ else:
            "synth segments) or SynthGen (on its tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
            "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
            "resumes from `last.pt`. `INIT` fine-tunes a trained model instead of starting from random weights: a bundled name (`synthlstm-demo`, `synthencoder-demo`) or a checkpoint's path (e.g. another run's `best.pt`), with a lower `LEARNING_RATE` (3e-4). SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
-           "musicgen-melody; musicgen-small also fine-tunes in full."),
+           "musicgen-melody; musicgen-small also fine-tunes in full. `QUERIES` (SynthLSTM, SynthEncoder) teaches the "
+           "model text queries: half the examples ask for one synth part by its description (\"warm pad\") or for one "
+           "the track lacks (answer: silence); the Encode notebook writes each part of a two-part synth for it. "
+           "`QUERY_ONLY` trains only the query layers of `INIT`, which then answers exactly as before without a query."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
 MODEL = "lstm"  #@param ["lstm", "encoder", "synthmatch", "synthgen"]
@@ -209,6 +212,8 @@ BATCH_SIZE = 8  #@param {type:"integer"}
 SEGMENT = 4.0  #@param {type:"number"}
 LEARNING_RATE = 0.001  #@param {type:"number"}
 INIT = ""  #@param {type:"string"}
+QUERIES = False  #@param {type:"boolean"}
+QUERY_ONLY = False  #@param {type:"boolean"}
 MODEL_CONFIG = {}''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
@@ -229,7 +234,8 @@ from synthgen_lib.train import TrainConfig, train, trains_on_tokens
 run = project / "runs" / RUN
 data = project / "codes" / CODES if trains_on_tokens(MODEL) else project / "datasets" / DATASET
 config = TrainConfig(model=MODEL, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, batch_size=BATCH_SIZE,
-                     segment=SEGMENT, lr=LEARNING_RATE, accumulate=ACCUMULATE)
+                     segment=SEGMENT, lr=LEARNING_RATE, accumulate=ACCUMULATE,
+                     queries=0.5 if QUERIES else 0.0, query_only=QUERY_ONLY)
 plot = LossPlot(run / "metrics.jsonl")
 result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update, init=INIT or None)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
@@ -246,12 +252,14 @@ print(evaluate_run(result.best, data))'''),
            "and listen. Separation models isolate the synth: mix, synth, residual and the reference when there is "
            "one, with spectrograms and SI-SDR beside the mix's own. SynthGen models write a new synth for the mix "
            "from your description (and with *remix*, put it in place of the old one); only the selected family's "
-           "controls are shown. Each result gets its own folder under `generated/` in the project folder, with "
+           "controls are shown. A separator trained with text queries also shows a *part* box (`PART`): \"warm pad\" keeps "
+           "that synth part only, empty keeps them all. Each result gets its own folder under `generated/` in the project folder, with "
            "24-bit stems and `stems.zip` (on Colab, the Download stems button fetches it); the players hold MP3 previews."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}
 MODEL = ""  #@param {type:"string"}
 UPLOAD = False  #@param {type:"boolean"}
+PART = ""  #@param {type:"string"}
 AUTO_RUN = False  # press Generate for me (used by the headless tests)''', tags=["parameters"]),
         md("## Install and project folder\nSame as the Setup notebook."),
         code(INSTALL),
@@ -281,7 +289,7 @@ print(len(inputs), "inputs")'''),
            "(without one, `QUICK` generates only the first 30 s)."),
         code('''from IPython.display import display
 from synthgen_lib.notebook import GeneratePanel
-panel = GeneratePanel(project, inputs, references, model=MODEL or None, quick=QUICK)
+panel = GeneratePanel(project, inputs, references, model=MODEL or None, quick=QUICK, query=PART)
 if panel.known_descriptions():  # fine-tuned SynthGen follows its training descriptions best
     print("closest training descriptions:", *panel.closest(), sep="\\n  ")
 display(panel.widget)'''),

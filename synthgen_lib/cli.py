@@ -178,6 +178,14 @@ def _add_train(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(float), default=getattr(d, name))
     for name in ("remix_prob", "valid_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
+    p.add_argument("--queries", type=_fraction, default=d.queries, metavar="SHARE",
+                   help="lstm, encoder: share of examples that ask for one synth part by its description (0: no "
+                   "text queries, the default); the model gets query layers")
+    p.add_argument("--query-negatives", type=_fraction, default=d.query_negatives, metavar="SHARE",
+                   help=f"share of those that ask for a part the track lacks, whose answer is silence (default "
+                   f"{d.query_negatives:g})")
+    p.add_argument("--query-only", action="store_true", help="train only the query layers of the --init model: "
+                   "without a query it answers exactly as before")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--no-cache-audio", action="store_true", help="read every window from disk instead of "
                    "keeping the tracks in memory (datasets larger than memory)")
@@ -306,6 +314,8 @@ def _add_separate(sub) -> None:
     p.add_argument("--overlap", type=_fraction, default=0.25, help="segment overlap fraction (default 0.25)")
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
     p.add_argument("--wiener", action="store_true", help="Wiener-style mask refinement (SynthLSTM only)")
+    p.add_argument("--query", type=_text, default=None, metavar="DESCRIPTION",
+                   help='keep only the synth part described, e.g. "warm pad" (models trained with --queries)')
     p.set_defaults(func=_run_separate)
 
 
@@ -314,7 +324,7 @@ def _run_separate(args) -> int:
 
     failed, total = [], 0
     for done in separate_files(args.inputs, args.model, args.output, segment=args.segment,
-                               overlap=args.overlap, bits=args.bits, wiener=args.wiener):
+                               overlap=args.overlap, bits=args.bits, wiener=args.wiener, query=args.query):
         total += 1
         if done.status == "failed":
             failed.append(done.input)
@@ -344,6 +354,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--max-tracks", type=_positive(int), default=None)
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also list the N windows where the first model scores lowest")
+    p.add_argument("--query-accuracy", action="store_true", help="also ask models trained with text queries for "
+                   "each synth part of tracks with two or more (and for a part they lack), and score the answers")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -357,6 +369,11 @@ def _run_evaluate(args) -> int:
     print(report.format())
     if args.worst > 0:
         print("\n" + report.format_worst(args.model[0], args.worst))
+    if args.query_accuracy:
+        from .evaluate import query_accuracy
+
+        print("\n" + query_accuracy({m: m for m in args.model}, data, split=args.split, valid_fraction=args.valid_fraction,
+                                    seed=args.seed, max_tracks=args.max_tracks, progress=True).format())
     return 0
 
 

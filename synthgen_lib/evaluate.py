@@ -206,6 +206,112 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
     return EvalReport(methods=methods, silent_windows=silent, windows=scored, note=note)
 
 
+QUERY_WORDINGS = {"described": "the part's whole description", "short": "its first clause, e.g. 'warm FM pad'"}
+"""How :func:`query_accuracy` words each query."""
+
+
+@dataclass
+class QueryScores:
+    """One model's answers to queries, per window: ``accuracy`` (dB) per wording, SI-SDR of the
+    estimate against the described part minus its mean SI-SDR against the track's other parts;
+    ``absent`` (dB), the level of the answer to a part the track lacks relative to the mix."""
+
+    accuracy: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in QUERY_WORDINGS})
+    absent: list[float] = field(default_factory=list)
+
+
+@dataclass
+class QueryReport:
+    """:func:`query_accuracy`'s scores per model, and how many tracks they come from."""
+
+    models: dict[str, QueryScores]
+    tracks: int
+    note: str = ""
+
+    def format(self) -> str:
+        lines = [f"query accuracy on {self.tracks} tracks with two or more synth parts (dB: SI-SDR to the part asked "
+                 "for minus SI-SDR to the other parts; absent: answer to a part the track lacks, re the mix)",
+                 f"{'model':<22}{'query':<11}{'mean':>8}{'median':>8}{'windows':>9}{'absent med':>12}"]
+        for name, scores in self.models.items():
+            for wording, values in scores.accuracy.items():
+                absent = statistics.median(scores.absent) if scores.absent and wording == "described" else float("nan")
+                lines.append(f"{name[:21]:<22}{wording:<11}{_mean(values):>8.2f}{_median(values):>8.2f}{len(values):>9}"
+                             + (f"{absent:>12.1f}" if wording == "described" else ""))
+        if self.note:
+            lines.append(f"({self.note})")
+        return "\n".join(lines)
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@torch.no_grad()
+def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path, data: TrackSource, *,
+                   split: str = "valid", window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
+                   seed: int = 0, max_tracks: int | None = None, tracks: list[str] | None = None,
+                   progress: bool = False) -> QueryReport:
+    """How well models trained with text queries keep the part a description asks for.
+
+    On each ``split`` track of ``data`` with two or more synth parts (:attr:`TrackInfo.parts`),
+    every part is asked for in each of :data:`QUERY_WORDINGS`, and the answer is scored per
+    window where every part is audible: SI-SDR against the part asked for minus the mean SI-SDR
+    against the other parts. Each track is also asked for a part it lacks (a description, from
+    the evaluated tracks, naming only roles none of its parts plays): the answer's level relative
+    to the mix, where a good model answers near silence. ``tracks`` names the tracks to ask
+    about instead of a split (e.g. those a checkpoint's training held out).
+    """
+    from .data.queries import QueryPicker
+    from .errors import SynthGenError
+    from .models import family_title, load_model
+    from .separate import separate
+
+    if not isinstance(models, dict):
+        models = {str(models) if not isinstance(models, nn.Module) else models.family: models}
+    models = {k: (m if isinstance(m, nn.Module) else load_model(m)) for k, m in models.items()}
+    for name, model in models.items():
+        if "query" not in getattr(model, "options", {}):
+            raise SynthGenError(f"{name}: this {family_title(model)} was trained without text queries — query "
+                                "accuracy needs a model trained with --queries")
+    rate = next(iter(models.values())).config.sample_rate
+    ws = make_windows(data.tracks(), window, hop, valid_fraction, seed)
+    chosen = set(tracks) if tracks is not None else {n for n, s in ws.splits.items() if split == "all" or s == split}
+    infos = [data.info(n) for n in sorted(chosen & set(ws.splits))]
+    picker = QueryPicker(infos)
+    infos = [t for t in infos if len(t.parts) >= 2][:max_tracks]
+    if not infos:
+        raise SynthGenError(f"no {split} track of this dataset has two or more synth parts (synth/NAME/PART files) — "
+                            "prepare one from a source that makes them (synthetic, sampled)")
+    report = QueryReport({k: QueryScores() for k in models}, len(infos))
+    for info in tqdm(infos, desc="asking", disable=not progress):
+        audio = data.load(info.name, rate, 2)
+        parts = [audio.parts[p.name] for p in info.parts]
+        absent = picker.absent(info)
+        for name, model in models.items():
+            scores = report.models[name]
+            for k, part in enumerate(info.parts):
+                for wording in QUERY_WORDINGS:
+                    text = part.description if wording == "described" else part.description.split(",")[0]
+                    estimate = separate(audio.mix, model, rate, query=text).synth
+                    for w in (w for w in ws.windows if w.track == info.name):
+                        a, b = int(w.start * rate), int((w.start + w.length) * rate)
+                        refs = [p[:, a:b].flatten() for p in parts]
+                        if min(float(r.pow(2).mean().sqrt()) for r in refs) < SILENT_RMS:
+                            continue
+                        est = estimate[:, a:b].flatten()
+                        others = [float(si_sdr(est, r)) for j, r in enumerate(refs) if j != k]
+                        scores.accuracy[wording].append(float(si_sdr(est, refs[k])) - statistics.fmean(others))
+            if absent:
+                estimate = separate(audio.mix, model, rate, query=absent[0]).synth
+                level = estimate.pow(2).sum() / audio.mix.pow(2).sum().clamp_min(1e-12)
+                scores.absent.append(float(10 * torch.log10(level.clamp_min(1e-12))))
+    return report
+
+
 def evaluate_run(checkpoint: str | Path, data: str | Path) -> str:
     """The report that fits a trained checkpoint, as text (what the Train notebook prints).
 
@@ -224,7 +330,14 @@ def evaluate_run(checkpoint: str | Path, data: str | Path) -> str:
         return conditioning_report(model, Codes(data).dataset("valid")).format()
     name = Path(checkpoint).parent.name if Path(checkpoint).stem in ("best", "last") else Path(checkpoint).stem
     models = {name: checkpoint, **getattr(model, "baselines", dict)()}
-    return evaluate(models, FolderSource(data)).format()
+    source = FolderSource(data)
+    text = evaluate(models, source).format()
+    if "query" not in getattr(model, "options", {}):
+        return text
+    held_out = _recorded_validation({name: checkpoint})
+    if not any(len(source.info(t).parts) >= 2 for t in (held_out or [])):
+        return text + "\n\n(no validation track has two or more synth parts: query accuracy not measured)"
+    return text + "\n\n" + query_accuracy({name: model}, source, tracks=held_out).format()
 
 
 def _recorded_validation(models: dict) -> list[str] | None:

@@ -278,13 +278,15 @@ class GeneratePanel:
         quick: generate at most ``QUICK_SECONDS`` of the input with a SynthGen model (the GPU
             gate's setting on a CPU runtime; separation is fast enough on a CPU).
         preview_seconds: the longest preview the players embed.
+        query: the *part* box's first text: which synth part a separator trained with text
+            queries keeps (empty: every part).
     """
 
     QUICK_SECONDS = 30.0
 
     def __init__(self, project: str | Path, inputs: dict[str, str | Path],
                  references: dict[str, str | Path] | None = None, model: str | None = None,
-                 quick: bool = False, preview_seconds: float = 90.0):
+                 quick: bool = False, preview_seconds: float = 90.0, query: str = ""):
         import ipywidgets as w
 
         self.project = Path(project)
@@ -299,6 +301,8 @@ class GeneratePanel:
         self.model = w.Dropdown(options=options, value=str(model) if model else options[0][1], description="model",
                                 layout=wide)
         self.wiener = w.Checkbox(value=False, description="Wiener refinement")
+        self.query = w.Text(value=query, placeholder="which synth part, e.g. warm pad (empty: every synth part)",
+                            description="part", layout=wide)  # separators trained with text queries
         self.description = w.Text(value="bright detuned saw lead", description="description", layout=wide)
         self._known: dict[tuple[str, int], tuple[type, list[str]]] = {}
         self._net: tuple[tuple[str, int], object] | None = None
@@ -324,7 +328,7 @@ class GeneratePanel:
                              w.HBox([self.top_p, self.cfg_coef]), self.seed])
         self.model.observe(lambda _: self._show_family_controls(), names="value")
         self._show_family_controls()
-        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.knobs,
+        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.query, self.knobs,
                               w.HBox([self.button, self.download, self.progress]), self.status, self.output])
 
     def _model_options(self, model: str | None) -> list[tuple[str, str]]:
@@ -344,29 +348,33 @@ class GeneratePanel:
         path = Path(model)
         return model, path.stat().st_mtime_ns if path.is_file() else 0
 
-    def _about(self) -> tuple[type, list[str]]:
-        """The selected model's family class and the descriptions it was trained with: a
-        checkpoint is read once per version, for both."""
+    def _about(self) -> tuple[type, list[str], set[str]]:
+        """The selected model's family class, the descriptions it was trained with and the
+        inference options it takes: a checkpoint is read once per version, for all three."""
         from .generate import model_class
-        from .models import family_class, load_checkpoint
+        from .models import family_class, load_checkpoint, resolve
 
         model = str(self.model.value)
-        key = self._key(model)
+        key = self._key(str(resolve(model)))
         if key not in self._known:
-            if Path(model).suffix == ".pt" and Path(model).is_file():
+            if resolve(model).suffix == ".pt" and resolve(model).is_file():
                 payload = load_checkpoint(model)
-                self._known[key] = (family_class(payload["family"]),
-                                    list(payload.get("meta", {}).get("descriptions", [])))
+                family = family_class(payload["family"])
+                queries = {"query"} if (payload.get("config") or {}).get("queries") else set()
+                self._known[key] = (family, list(payload.get("meta", {}).get("descriptions", [])),
+                                    set(family.options) | queries)
             else:
-                self._known[key] = (model_class(model), [])
+                family = model_class(model)
+                self._known[key] = (family, [], set(family.options))
         return self._known[key]
 
     def _show_family_controls(self) -> None:
         try:
-            family, self.status.value = self._about()[0], ""
+            (family, _, options), self.status.value = self._about(), ""
         except SynthGenError as exc:  # e.g. a MODEL path that is not a checkpoint: said here, and on Generate
-            family, self.status.value = None, html_line(f"error: {exc}")
-        self.wiener.layout.display = "" if family is not None and "wiener" in family.options else "none"
+            family, options, self.status.value = None, set(), html_line(f"error: {exc}")
+        self.wiener.layout.display = "" if "wiener" in options else "none"
+        self.query.layout.display = "" if "query" in options else "none"
         generator = family is not None and family.task == "generator"
         self.knobs.layout.display = "" if generator else "none"
         if generator:
@@ -439,13 +447,13 @@ class GeneratePanel:
                                 "remixed": result.remixed}, tag + "-remix"
             result = generate(mix, text, net, SAMPLE_RATE, progress=step, **knobs)
             return result, {"mix": mix, "synth": result.synth}, tag
-        boxes = {"wiener": self.wiener.value}  # each family takes the boxes it has options for
-        options = {k: v for k, v in boxes.items() if k in net.options}
+        boxes = {"wiener": self.wiener.value, "query": self.query.value.strip() or None}
+        options = {k: v for k, v in boxes.items() if k in net.options}  # each model takes the boxes it has options for
         result = separate(mix, net, SAMPLE_RATE, progress=step, **options)
         stems = {"mix": mix, "synth": result.synth}
         if task == "separator":  # a matcher's synth is rebuilt from its database: no residual to hear
             stems["residual"] = result.residual
-        return result, stems, "-".join(k for k, v in options.items() if v)
+        return result, stems, "-".join(k if v is True else _slug(v) for k, v in options.items() if v)
 
     def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
         # Set the panel's outputs from the kernel (rather than capturing with `with output:`):

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE
 from .data import TrackSource, WindowSet, make_windows, open_source
+from .data.queries import QueryPicker
 from .data.windows import Window
 from .device import default_device
 from .errors import SynthGenError
@@ -50,6 +51,7 @@ from .evaluate import si_sdr
 from .fileio import atomic_path
 from .models import (BUNDLED, CheckpointError, build_model, check_model_settings, config_fields, load_checkpoint,
                      load_weights, resolve, save_checkpoint)
+from .models.query import default_embedding, embed_queries
 
 
 @dataclass
@@ -88,6 +90,15 @@ class TrainConfig:
         num_workers: DataLoader worker processes.
         amp: use mixed precision when training on CUDA.
         cache_audio: keep each track's audio in memory after its first read.
+        queries: share of examples that carry a text query (0: none, the model takes no queries).
+            Above 0 the separator is built, or grown from ``init``, with query layers, and such
+            an example asks for one synth part by a shortened variant of its description (target:
+            that part) or, with chance ``query_negatives``, for a role no part of the track plays
+            (target: silence); see :mod:`synthgen_lib.data.queries`.
+        query_negatives: share of query examples that name a part the track does not have.
+        query_only: train only the query layers: the rest of the model (an ``init`` checkpoint's
+            weights) stays as it is, so the answer without a query stays exactly the starting
+            model's; every example then carries a query.
     """
 
     model: str = "lstm"
@@ -118,6 +129,9 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True
     cache_audio: bool = True
+    queries: float = 0.0
+    query_negatives: float = 0.25
+    query_only: bool = False
 
 
 @dataclass
@@ -156,6 +170,10 @@ class SegmentDataset(torch.utils.data.Dataset):
         self.segment = segment or cfg.segment
         self.epoch = 0
         self._cache: dict[str, Any] = {}
+        self.query_embedding: str | None = None  # set by train() when the examples carry queries
+        self.queries = 1.0 if cfg.query_only else cfg.queries
+        self.picker = QueryPicker([source.info(t) for t in sorted({w.track for w in windows})],
+                                  cfg.query_negatives) if self.queries > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -163,20 +181,23 @@ class SegmentDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _read(self, w: Window, offset: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, w: Window, offset: float, part: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mix, synth)`` of a crop; with ``part``, that synth part instead of the whole synth
+        (``""``: the whole synth)."""
         cfg, n = self.cfg, int(round(self.segment * self.cfg.sample_rate))
         if cfg.cache_audio:
             if w.track not in self._cache:
                 self._cache[w.track] = self.source.load(w.track, cfg.sample_rate, cfg.channels)
             audio = self._cache[w.track]
             start = int(round((w.start + offset) * cfg.sample_rate))
-            mix, synth = audio.mix[:, start:start + n], audio.synth[:, start:start + n]
+            synth = audio.parts[part] if part else audio.synth
+            mix, synth = audio.mix[:, start:start + n], synth[:, start:start + n]
             pad = n - mix.shape[-1]
             if pad > 0:
                 mix, synth = (nn.functional.pad(x, (0, pad)) for x in (mix, synth))
             return mix, synth
         audio = self.source.load(w.track, cfg.sample_rate, cfg.channels, w.start + offset, self.segment)
-        return audio.mix, audio.synth
+        return audio.mix, audio.parts[part] if part else audio.synth
 
     def _room(self, w: Window) -> float:
         """How far a crop may start into ``w`` and still end inside the track's real audio
@@ -184,14 +205,30 @@ class SegmentDataset(torch.utils.data.Dataset):
         audible = min(w.length, self.source.info(w.track).duration - w.start)
         return max(0.0, audible - self.segment)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        """``(mix, synth)``, or with queries ``(mix, target, query embedding)``: the target is the
+        part the query asks for (silence for a part the track lacks; the whole synth and a row of
+        zeros for an example without a query)."""
         w = self.windows[i]
         g = _seeded(self.cfg.seed, self.epoch, i)
         room = self._room(w)
         offset = float(torch.rand((), generator=g)) * room if self.augment else room / 2
+        if self.picker is None:
+            return self._example(w, i, g, offset)
+        query, part = None, ""
+        if float(torch.rand((), generator=g)) < self.queries:
+            query, part = self.picker.pick(self.source.info(w.track), g, vary=self.augment)
+        mix, target = self._example(w, i, g, offset, part)
+        return mix, target, embed_queries([query], self.query_embedding or "ngram")[0]
+
+    def _example(self, w: Window, i: int, g: torch.Generator, offset: float,
+                 part: str | None = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented ``(mix, target)`` of window ``w``: the target is the synth, the synth
+        part ``part`` names, or silence (``part=None``), each through the synth's augmentations."""
         mix, synth = self._read(w, offset)
+        target = synth if part == "" else torch.zeros_like(synth) if part is None else self._read(w, offset, part)[1]
         if not self.augment:
-            return mix, synth
+            return mix, target
         accomp = mix - synth
         if len(self.windows) > 1 and float(torch.rand((), generator=g)) < self.cfg.remix_prob:
             j = int(torch.randint(len(self.windows) - 1, (), generator=g))
@@ -200,14 +237,18 @@ class SegmentDataset(torch.utils.data.Dataset):
                 m2, s2 = self._read(other, float(torch.rand((), generator=g)) * self._room(other))
                 accomp = m2 - s2
         gains = 10 ** ((torch.rand(2, generator=g) * 2 - 1) * self.cfg.gain_db / 20)
-        synth, accomp = synth * gains[0], accomp * gains[1]
+        synth, accomp, target = synth * gains[0], accomp * gains[1], target * gains[0]
         if synth.shape[0] == 2 and float(torch.rand((), generator=g)) < 0.5:
-            synth, accomp = synth.flip(0), accomp.flip(0)
+            synth, accomp, target = synth.flip(0), accomp.flip(0), target.flip(0)
         if float(torch.rand((), generator=g)) < 0.5:
-            synth, accomp = -synth, -accomp
+            synth, accomp, target = -synth, -accomp, -target
         if self.cfg.eq_db > 0:
-            synth, accomp = (random_eq(x, self.cfg.sample_rate, self.cfg.eq_db, g) for x in (synth, accomp))
-        return synth + accomp, synth
+            state = g.get_state()
+            synth = random_eq(synth, self.cfg.sample_rate, self.cfg.eq_db, g)
+            if part != "":  # the same curve as the synth's
+                target = random_eq(target, self.cfg.sample_rate, self.cfg.eq_db, torch.Generator().set_state(state))
+            accomp = random_eq(accomp, self.cfg.sample_rate, self.cfg.eq_db, g)
+        return synth + accomp, synth if part == "" else target
 
 
 EQ_POINTS = (60.0, 150.0, 400.0, 1000.0, 2500.0, 6000.0, 14000.0)
@@ -272,8 +313,9 @@ def validate(model: nn.Module, loader, device: torch.device) -> dict[str, float]
         batch = _to(batch, device)
         loss, estimate = model.loss(*batch, return_estimate=True)
         losses.append(float(loss) * len(batch[0]))
-        if estimate is not None:
-            scores += si_sdr(estimate, batch[1]).flatten().tolist()
+        if estimate is not None:  # a silent target (a query for a part the track lacks) has no SI-SDR
+            audible = batch[1].abs().flatten(0, -2).amax(-1) > 0
+            scores += si_sdr(estimate, batch[1]).flatten()[audible].tolist()
     model.train()
     n = len(loader.dataset)
     metrics = {"valid_loss": sum(losses) / n}
@@ -336,6 +378,8 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     overrides = dict(model_config or {})  # what the caller set; model_config becomes the run's whole config
     check_model_settings(cfg.model, overrides, "--model-config")  # before any data is read
+    if cfg.queries > 0 or cfg.query_only:
+        overrides = _with_queries(cfg, overrides, init)
     tokens = trains_on_tokens(cfg.model)
     if not tokens and "sample_rate" in overrides:  # the audio is read at the model's rate
         cfg = dataclasses.replace(cfg, sample_rate=int(overrides["sample_rate"]))
@@ -359,6 +403,10 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
         model = build_model(cfg.model, model_config, where="--model-config")
     if tokens:
         _check_codec(model, data)
+    if getattr(model.config, "queries", False):
+        train_set.query_embedding = valid_set.query_embedding = model.config.query_embedding
+    if cfg.query_only:
+        _train_only_queries(model)
     run.build(model.to(dev), steps_per_epoch * cfg.epochs)
     if payload:
         run.restore(payload)
@@ -382,6 +430,30 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
             break  # stopped on purpose after stop_after_steps (last.pt saved)
         run.end_epoch(model, valid_loader, on_epoch, progress)
     return TrainResult(out, run.step, run.epoch, run.best, run.history)
+
+
+def _with_queries(cfg: TrainConfig, overrides: dict, init: str | Path | None) -> dict:
+    """The model settings of a run with text queries: query layers on, embedded as the ``init``
+    checkpoint's were (or by the best embedder installed); refused for families without them."""
+    if "queries" not in config_fields(cfg.model):
+        raise SynthGenError(f"the {cfg.model} family takes no text queries — train lstm or encoder with --queries")
+    if cfg.query_only and init is None:
+        raise SynthGenError("--query-only trains the query layers of a trained model: give it --init")
+    start = load_checkpoint(init)["config"] if init is not None else {}
+    embedding = start.get("query_embedding") if start.get("queries") else None
+    return {"queries": True, "query_embedding": embedding or default_embedding(), **overrides}
+
+
+def _train_only_queries(model: nn.Module) -> None:
+    """Freeze everything but ``model``'s query layers, and keep the frozen layers in eval mode
+    (batch norm statistics and dropout as at inference), so the model without a query stays
+    exactly what it was."""
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("query_")
+    for name, child in model.named_children():
+        if not name.startswith("query_"):
+            child.eval()
+            child.train = lambda mode=True, child=child: child  # model.train() must not switch it back
 
 
 def trains_on_tokens(family: str) -> bool:

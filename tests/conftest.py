@@ -68,3 +68,20 @@ def synthgen_codes(tmp_path_factory):
     report = encode(source, folder, dict(TINY_SYNTHGEN), hop=2.0, valid_fraction=0.2, seed=0, shard_size=16,
                     progress=False)
     return folder, report
+
+
+def query_separator(family: str = "lstm", seed: int = 0):
+    """A tiny separator with text queries (n-gram embedding) whose query layers hold random
+    weights, so that a query changes its answer (trained ones start at zero)."""
+    import torch
+
+    from synthgen_lib.models import build_model
+
+    torch.manual_seed(seed)
+    settings = {"lstm": {"n_fft": 512, "hop_length": 128, "n_mels": 16, "hidden_size": 16, "num_layers": 1},
+                "encoder": {"channels": 4, "depth": 2, "lstm_layers": 1}}[family]
+    model = build_model(family, {**settings, "queries": True, "query_embedding": "ngram"})
+    for name, param in model.named_parameters():
+        if name.startswith("query_"):
+            torch.nn.init.normal_(param, std=0.3)
+    return model.eval()

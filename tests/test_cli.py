@@ -293,3 +293,31 @@ def test_remix_refuses_a_matcher_as_the_separator(tmp_path):
     code, _, err = _synthgen("generate", tmp_path / "song.wav", "--model", "tiny", "--remix", "--separator", matcher,
                              "--output", tmp_path / "o")
     _refused_in_one_line(code, err, f"{matcher}: SynthMatch rebuilds a synth track", "cannot remove the old synth")
+
+
+def test_separate_query_keeps_the_part_asked_for_and_is_refused_by_a_model_without_queries(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from synthgen_lib.models import ASSETS, save_checkpoint
+
+    from .conftest import query_separator
+
+    example = ASSETS / "examples" / "mix" / "example.flac"
+    code, _, err = _synthgen("separate", example, "--model", "synthencoder-demo", "--query", "warm pad",
+                             "--output", tmp_path / "o")
+    _refused_in_one_line(code, err, "this SynthEncoder was trained without text queries", "leave out the query")
+    ckpt = save_checkpoint(tmp_path / "q.pt", query_separator())
+    synths = {}
+    for query in (None, "warm pad", "bright saw lead"):
+        folder = tmp_path / str(query)
+        code, out, err = _synthgen("separate", example, "--model", ckpt, "--output", folder,
+                                   *(("--query", query) if query else ()))
+        assert code == 0, err
+        synths[query] = sf.read(str(folder / "example" / "synth.wav"))[0]
+    assert np.abs(synths["warm pad"] - synths["bright saw lead"]).max() > 1e-3
+    assert np.abs(synths["warm pad"] - synths[None]).max() > 1e-3
+    code, out, _ = _synthgen("separate", example, "--model", ckpt, "--output", tmp_path / "warm pad",
+                             "--query", "bright saw lead")  # another query: separated again, not skipped
+    assert code == 0 and "skipped" not in out
+    assert np.array_equal(sf.read(str(tmp_path / "warm pad" / "example" / "synth.wav"))[0], synths["bright saw lead"])

@@ -94,3 +94,51 @@ def test_evaluate_run_reports_what_fits_the_family(tmp_path):
                   {"hidden_size": 16, "num_layers": 1, "database_size": 64, "database_examples": 2}, progress=False)
     text = evaluate_run(match.best, data)
     assert text.splitlines()[1].startswith("match ") and "random segments" in text
+
+
+def test_query_accuracy_scores_the_part_asked_for_against_the_others_and_absent_parts_by_level():
+    from synthgen_lib.data.queries import QueryPicker
+    from synthgen_lib.errors import SynthGenError
+    from synthgen_lib.evaluate import query_accuracy
+
+    src = SyntheticSource(num_tracks=16, seed=3, track_duration=12.0)
+    two = [t for t in src.tracks() if t.parts]
+    known = {text for p in two[0].parts for text in (p.description, p.description.split(",")[0])}
+
+    class Asked(torch.nn.Module):  # keeps the mix for the parts it knows, a hundredth of it for any other
+        # (SI-SDR does not see the level: the accuracy is the mix's whatever the answer)
+        family = "asked"
+        options = {"query": "which part"}
+        config = type("C", (), {"sample_rate": 16000})()
+
+        def forward(self, x, query=None):
+            return x if query in known else 0.01 * x
+
+    report = query_accuracy({"asked": Asked()}, src, split="all", window=10.0, hop=2.0)
+    assert report.tracks == len(two) >= 2
+    expected = []
+    for info in two:
+        audio = src.load(info.name, 16000, 2)
+        parts = [audio.parts[p.name] for p in info.parts]
+        for k in range(len(parts)):
+            for start in (0, 2):
+                a, b = start * 16000, (start + 10) * 16000
+                refs = [p[:, a:b].flatten() for p in parts]
+                if min(float(r.pow(2).mean().sqrt()) for r in refs) < 1e-3:
+                    continue
+                mix = audio.mix[:, a:b].flatten()
+                others = [float(si_sdr(mix, r)) for j, r in enumerate(refs) if j != k]
+                expected.append(float(si_sdr(mix, refs[k])) - sum(others) / len(others))
+    scores = report.models["asked"]
+    assert scores.accuracy["described"] == pytest.approx(expected, abs=1e-4)
+    assert scores.accuracy["short"] == pytest.approx(expected, abs=1e-4)
+    picker = QueryPicker(src.tracks())  # the absent part asked for: the first description naming other roles
+    asked = [picker.absent(info)[0] for info in two]
+    assert scores.absent == pytest.approx([0.0 if text in known else -40.0 for text in asked], abs=0.01)
+    assert -40.0 in [round(x) for x in scores.absent] and "asked" in report.format()
+
+    class Plain(Asked):
+        options = {}
+
+    with pytest.raises(SynthGenError, match="plain: this Plain was trained without text queries"):
+        query_accuracy({"plain": Plain()}, src, split="all")

@@ -112,6 +112,26 @@ def test_only_the_selected_familys_controls_are_shown(project, model, wiener, kn
     assert (panel.knobs.layout.display != "none") is knobs
 
 
+def test_a_separator_with_queries_shows_the_part_box_and_keeps_the_part_asked_for(project, tmp_path):
+    from synthgen_lib.models import save_checkpoint
+
+    from .conftest import query_separator
+
+    root, _ = project
+    ckpt = save_checkpoint(root / "runs" / "queries" / "best.pt", query_separator())
+    panel = _panel(project, "synthlstm-demo")
+    assert panel.query.layout.display == "none"  # trained without queries: no box
+    panel.model.value = str(ckpt)
+    assert panel.query.layout.display != "none" and panel.wiener.layout.display != "none"
+    every = sf.read(str(panel.generate(in_panel=False) / "synth.wav"))[0]
+    panel.query.value = "warm pad"
+    folder = panel.generate(in_panel=False)
+    assert folder.name == "song-queries-warm-pad"
+    assert not np.allclose(sf.read(str(folder / "synth.wav"))[0], every, atol=1e-4)
+    panel.query.value = "  "  # blank: every synth part, as without the box
+    assert np.array_equal(sf.read(str(panel.generate(in_panel=False) / "synth.wav"))[0], every)
+
+
 def test_the_button_is_disabled_while_running_and_progress_moves(project):
     panel = _panel(project, "synthlstm-demo")
     seen = []

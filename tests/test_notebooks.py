@@ -10,6 +10,7 @@ from pathlib import Path
 
 import papermill
 import pytest
+import torch
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ["01_setup.ipynb", "02_encode_dataset.ipynb", "03_train.ipynb", "04_generate.ipynb"]
@@ -28,6 +29,10 @@ def executed(tmp_path_factory):
     runs += [("03_train_synthgen", "03_train.ipynb", {"MODEL": "synthgen", "RUN": "synthgen"}),
              ("04_generate_synthgen", "04_generate.ipynb",
               {"AUTO_RUN": True, "MODEL": str(project / "runs" / "synthgen" / "best.pt")}),
+             # and a SynthLSTM with text queries, asked for one part in the Generate panel
+             ("03_train_queries", "03_train.ipynb", {"QUERIES": True, "RUN": "lstm-queries"}),
+             ("04_generate_queries", "04_generate.ipynb",
+              {"AUTO_RUN": True, "MODEL": str(project / "runs" / "lstm-queries" / "best.pt"), "PART": "warm pad"}),
              # and the sampled source (FluidSynth + the installed GM SoundFont) into its own dataset
              ("02_encode_sampled", "02_encode_dataset.ipynb", {"SOURCE": "sampled", "DATASET": "sampled4"}),
              # and real pieces of the music21 corpus, arranged as electronic productions
@@ -283,6 +288,29 @@ def test_train_saves_checkpoints_and_plots(executed):
     nb = results["03_train.ipynb"]
     assert any("image/png" in o.get("data", {}) for o in _outputs(nb))
     assert "oracle" in _text(nb) and "6 steps" in _text(nb)
+
+
+def test_train_with_queries_and_ask_the_panel_for_one_part(executed):
+    from synthgen_lib.models import load_checkpoint, load_model
+
+    project, results = executed
+    best = project / "runs" / "lstm-queries" / "best.pt"
+    assert load_checkpoint(best)["config"]["queries"] is True
+    text = _text(results["03_train_queries"])
+    assert "query accuracy on" in text or "no validation track has two or more synth parts" in text
+    folder = project / "generated" / "bundled-example-lstm-queries-warm-pad"
+    assert (folder / "synth.wav").is_file(), sorted(p.name for p in (project / "generated").iterdir())
+    from synthgen_lib.audio import SAMPLE_RATE, load_audio
+    from synthgen_lib.demo import EXAMPLE_DIR
+    from synthgen_lib.evaluate import si_sdr
+    from synthgen_lib.separate import separate
+
+    mix = load_audio(EXAMPLE_DIR / "mix" / "example.flac", SAMPLE_RATE, 2)
+    model = load_model(best)
+    asked, every = (separate(mix, model, SAMPLE_RATE, query=q).synth for q in ("warm pad", None))
+    saved = load_audio(folder / "synth.wav", SAMPLE_RATE, 2)[:, :asked.shape[-1]]
+    assert float(si_sdr(saved.flatten(), asked.flatten())) > 40  # the panel asked for the part
+    assert not torch.equal(asked, every)  # the query layers were trained
 
 
 def test_generate_plays_and_saves_stems(executed):

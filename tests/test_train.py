@@ -344,3 +344,94 @@ def test_a_sample_rate_in_the_model_settings_is_applied_to_the_data_too(tmp_path
           stop_after_steps=1)  # the run's own rate is 16000
     assert load_checkpoint(tmp_path / "last.pt")["config"]["sample_rate"] == 8000
     assert rates and set(rates) == {8000}  # the windows were read at the model's rate
+
+
+# -- text queries ---------------------------------------------------------------------------------
+
+def _query_windows(source, split="train"):
+    from synthgen_lib.data import make_windows
+
+    return make_windows(source.tracks(), 10.0, 5.0, 0.34, 0).of(split)
+
+
+def test_query_examples_target_the_part_asked_for_or_silence_for_an_absent_one(source):
+    from synthgen_lib.data.queries import roles_named
+    from synthgen_lib.models.query import embed_queries
+
+    windows = _query_windows(source) + _query_windows(source, "valid")
+    assert any(source.info(w.track).parts for w in windows)
+    ds = SegmentDataset(source, windows, _cfg("lstm", queries=0.8, query_negatives=0.3), augment=False)
+    ds.query_embedding = "ngram"
+    seen = {"none": 0, "part": 0, "absent": 0, "whole": 0}
+    for epoch in range(6):
+        ds.set_epoch(epoch)  # validation never changes epoch: the same queries every time
+        for i, w in enumerate(windows):
+            mix, target, query = ds[i]
+            info = source.info(w.track)
+            plain = SegmentDataset(source, windows, _cfg("lstm"), augment=False)[i]
+            assert torch.equal(mix, plain[0])
+            if not query.any():
+                seen["none"] += 1
+                assert torch.equal(target, plain[1])
+                continue
+            if not target.any():
+                seen["absent"] += 1
+                own = set().union(*(roles_named(d) for d in info.part_descriptions()))
+                texts = [d for t in source.tracks() for d in t.part_descriptions() if not roles_named(d) & own]
+                assert any(torch.allclose(query, embed_queries([d], "ngram")[0]) for d in texts)
+                continue
+            if not info.parts:
+                seen["whole"] += 1
+                assert torch.equal(target, plain[1])
+                assert torch.allclose(query, embed_queries(info.part_descriptions(), "ngram")[0])
+                continue
+            seen["part"] += 1
+            audio = source.load(w.track, 16000, 2, w.start + ds._room(w) / 2, 1.5)  # no augmentation: the middle crop
+            k = next(k for k, p in enumerate(info.parts) if torch.allclose(target, audio.parts[p.name]))
+            assert torch.allclose(query, embed_queries([info.parts[k].description], "ngram")[0])
+    assert min(seen.values()) > 0, seen
+
+
+def test_an_augmented_query_target_goes_through_the_synths_augmentations(source):
+    from synthgen_lib.train import _seeded
+
+    windows = _query_windows(source)
+    i = next(i for i, w in enumerate(windows) if source.info(w.track).parts)
+    ds = SegmentDataset(source, windows, _cfg("lstm", queries=1.0, eq_db=9.0, remix_prob=0.0), augment=True)
+    for offset in torch.linspace(0, ds._room(windows[i]), 8).tolist():  # a crop where both parts play
+        results = [ds._example(windows[i], i, _seeded(0, 0, i), offset, part) for part in ("", "part1", "part2", None)]
+        whole, one, two, none = results
+        if one[1].abs().max() > 1e-3 and two[1].abs().max() > 1e-3:
+            break
+    assert torch.equal(whole[0], one[0]) and torch.equal(whole[0], two[0]) and torch.equal(whole[0], none[0])
+    assert torch.allclose(one[1] + two[1], whole[1], atol=1e-5)  # the same gain, channel swap, polarity and EQ
+    assert one[1].abs().max() > 1e-3 and two[1].abs().max() > 1e-3 and not none[1].any()
+
+
+def test_query_only_training_keeps_the_answer_without_a_query_and_learns_one(tmp_path, source):
+    from synthgen_lib.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    base = build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000})
+    save_checkpoint(tmp_path / "base.pt", base)
+    run = train(source, tmp_path / "q", _cfg("lstm", epochs=1, queries=0.3, query_only=True), progress=False,
+                init=tmp_path / "base.pt")
+    model, start = load_model(run.last), load_model(tmp_path / "base.pt")
+    assert model.config.queries and model.config.query_embedding in ("minilm", "ngram")
+    assert load_checkpoint(run.last)["config"]["queries"] is True
+    mix = source.load(source.tracks()[0].name, 16000, 2, 0.0, 3.0).mix[None]
+    with torch.no_grad():
+        assert torch.equal(model(mix), start(mix))  # batch-norm statistics included
+        assert (model(mix, query="warm pad") - start(mix)).abs().max() > 1e-4
+    frozen = {k for k, _ in model.named_parameters() if not k.startswith("query_")}
+    for k in frozen:
+        assert torch.equal(model.state_dict()[k], start.state_dict()[k])
+
+
+def test_queries_are_refused_where_they_cannot_be_trained(tmp_path, source):
+    from synthgen_lib.errors import SynthGenError
+
+    with pytest.raises(SynthGenError, match="the synthmatch family takes no text queries"):
+        train(source, tmp_path / "a", _cfg("synthmatch", queries=0.5), TINY_MODELS["synthmatch"], progress=False)
+    with pytest.raises(SynthGenError, match="--query-only trains the query layers of a trained model: give it --init"):
+        train(source, tmp_path / "b", _cfg("lstm", query_only=True), TINY_MODELS["lstm"], progress=False)

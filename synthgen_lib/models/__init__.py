@@ -111,6 +111,9 @@ def model_options(model: nn.Module, options: dict[str, Any]) -> dict[str, Any]:
     for name, value in options.items():
         if name in known:
             kept[name] = value
+        elif name == "query" and value:  # an option some models of a family have: said in the user's words
+            raise CheckpointError(f"this {family_title(model)} was trained without text queries — leave out the "
+                                  "query (or train one with --queries)")
         elif value is not None and value is not False:
             has = f"its options are {', '.join(known)}" if known else "it takes no options"
             raise CheckpointError(f"{family_title(model)} has no '{name}' option ({has}) — leave it out")

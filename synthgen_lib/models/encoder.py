@@ -13,6 +13,11 @@ Design:
 * **Decoder**: mirror blocks: a 3-tap convolution with GLU, then a transposed convolution back
   up, GELU except at the last block, whose output is **linear** (a waveform needs negative
   values). Each decoder block adds the matching encoder output (skip connection).
+* **Text queries** (optional, ``queries=True``): a sentence embedding of a description ("warm
+  pad") scales and shifts the bottleneck before and after the LSTM, every decoder block's input
+  and the output (FiLM, :mod:`.query`), so the network keeps the described part only and can
+  answer a description of no part with silence. No query (or an empty one) skips them all: the
+  unconditioned separator of every synth part.
 
 Loss: plain L1 on samples (``loss="l1"``, the default, as Demucs trains). L1 on samples
 fixes phase and level, which is what SI-SDR measures, and costs nothing beyond the forward
@@ -51,6 +56,7 @@ import torch
 from torch import nn
 
 from .losses import waveform_loss
+from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, embed_queries, grow_query_layers
 
 
 @dataclass
@@ -69,6 +75,9 @@ class SynthEncoderConfig:
         loss: ``"l1"`` (plain L1 on samples, as Demucs; the default) or ``"l1+stft"`` (L1
             relative to the target's level plus multi-resolution STFT; the bundled model's; see
             the module doc).
+        queries: take a text query (see the module doc); a checkpoint without query layers
+            grows them (at zero: it computes what it did) when loaded with ``queries=True``.
+        query_embedding: how queries are embedded, ``minilm`` or ``ngram`` (see :mod:`.query`).
     """
 
     sample_rate: int = 32_000
@@ -79,6 +88,8 @@ class SynthEncoderConfig:
     stride: int = 4
     lstm_layers: int = 2
     loss: str = "l1"
+    queries: bool = False
+    query_embedding: str = "minilm"
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "channels": (1, 2048), "growth": (1.0, 8.0),
                               "depth": (1, 10), "kernel_size": (2, 64), "stride": (1, 32), "lstm_layers": (1, 8)}
@@ -105,6 +116,8 @@ class SynthEncoder(nn.Module):
             raise ValueError("kernel_size must be twice the stride")
         if c.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {c.loss!r}")
+        if c.query_embedding not in EMBEDDINGS:
+            raise ValueError(f"query_embedding must be one of {', '.join(EMBEDDINGS)}, not {c.query_embedding!r}")
         pad = (c.kernel_size - c.stride) // 2
         self.encoder, self.decoder = nn.ModuleList(), nn.ModuleList()
         width_in = 1
@@ -121,15 +134,40 @@ class SynthEncoder(nn.Module):
             width_in = width
         self.lstm = nn.LSTM(width_in, width_in // 2, num_layers=c.lstm_layers, bidirectional=True,
                             batch_first=True)
+        if c.queries:  # the instance's options then include the query
+            self.options = {**SynthEncoder.options, "query": QUERY_OPTION}
+            self.query_in = QueryFiLM(QUERY_DIM, width_in, feature_dim=1)
+            self.query_mid = QueryFiLM(QUERY_DIM, width_in, feature_dim=1)
+            self.query_decoder = nn.ModuleList(QueryFiLM(QUERY_DIM, w, feature_dim=1) for w in reversed(widths))
+            self.query_out = QueryFiLM(QUERY_DIM, 1, feature_dim=1)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load weights; a checkpoint without query layers grows them (at zero) into a model with
+        queries, which then computes what the checkpoint did."""
+        state = grow_query_layers(self, dict(state_dict)) if self.config.queries else state_dict
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def embed_query(self, texts: list[str | None]) -> torch.Tensor:
+        """Query embeddings ``(len(texts), QUERY_DIM)`` of descriptions, as this model was trained
+        with them (``None`` or blank: no query)."""
+        return embed_queries(texts, self.config.query_embedding).to(next(self.parameters()).device)
 
     @property
     def hop(self) -> int:
         """Inputs are padded to a multiple of this many samples."""
         return self.config.stride ** self.config.depth
 
-    def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        """Separate the synth: ``mix`` ``(batch, channels, samples)`` -> same shape."""
+    def forward(self, mix: torch.Tensor, query: str | torch.Tensor | None = None) -> torch.Tensor:
+        """Separate the synth: ``mix`` ``(batch, channels, samples)`` -> same shape.
+
+        Args:
+            query: the synth part to keep: a description (for the whole batch) or embeddings
+                ``(batch, QUERY_DIM)`` from :meth:`embed_query`; ``None`` or ``""``: every part.
+        """
         b, ch, n = mix.shape
+        if isinstance(query, str):
+            query = self.embed_query([query]).expand(b, -1)
+        query = None if query is None or not self.config.queries else query.repeat_interleave(ch, dim=0)
         x = mix.reshape(b * ch, 1, n)
         std = x.std(dim=-1, keepdim=True).clamp_min(1e-5)
         x = x / std
@@ -139,20 +177,39 @@ class SynthEncoder(nn.Module):
         for block in self.encoder:
             x = block(x)
             skips.append(x)
+        if query is None:
+            y, _ = self.lstm(x.transpose(1, 2))
+            x = x + y.transpose(1, 2)
+            for block in self.decoder:
+                x = block(x + skips.pop())
+            return (x[..., :n] * std).reshape(b, ch, n)
+        x = self.query_in(x, query)
         y, _ = self.lstm(x.transpose(1, 2))
-        x = x + y.transpose(1, 2)
-        for block in self.decoder:
-            x = block(x + skips.pop())
-        return (x[..., :n] * std).reshape(b, ch, n)
+        x = self.query_mid(x + y.transpose(1, 2), query)
+        for block, film in zip(self.decoder, self.query_decoder):
+            x = block(film(x + skips.pop(), query))
+        return (self.query_out(x[..., :n], query) * std).reshape(b, ch, n)
 
-    def loss(self, mix: torch.Tensor, synth: torch.Tensor, return_estimate: bool = False):
+    def loss(self, mix: torch.Tensor, synth: torch.Tensor, query: torch.Tensor | None = None,
+             return_estimate: bool = False):
         """Training loss chosen by ``config.loss`` (see module doc).
 
+        ``query`` ``(batch, QUERY_DIM)``: the part each example's ``synth`` is (rows of zeros: all
+        of them). With ``"l1+stft"``, an example whose target is silent (a query for a part the
+        track lacks) is scored by the estimate's mean absolute level relative to the mix's.
         ``return_estimate=True`` also returns the synth estimate the loss was computed on.
         """
-        estimate = self(mix)
-        if self.config.loss == "l1":
-            loss = nn.functional.l1_loss(estimate, synth)
-        else:
-            loss = waveform_loss(estimate, synth)
+        estimate = self(mix, query=query)
+        silent = synth.flatten(1).abs().amax(-1) == 0  # asked for a part the track lacks: the answer is silence
+        if self.config.loss == "l1" or not silent.any():
+            loss = self._loss(estimate, synth)
+        else:  # "l1+stft" measures the error relative to the target's level, which silence does not have
+            leak = (estimate[silent].abs().mean((1, 2)) / mix[silent].abs().mean((1, 2)).clamp_min(1e-5)).sum()
+            kept = int((~silent).sum())
+            loss = (leak + (self._loss(estimate[~silent], synth[~silent]) * kept if kept else 0.0)) / len(silent)
         return (loss, estimate) if return_estimate else loss
+
+    def _loss(self, estimate: torch.Tensor, synth: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "l1":
+            return nn.functional.l1_loss(estimate, synth)
+        return waveform_loss(estimate, synth)

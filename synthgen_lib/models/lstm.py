@@ -18,6 +18,11 @@ Design (Open-Unmix is the reference point):
   and turned back into audio with the mix phase (no Griffin-Lim: the phase is the mix's,
   which is right wherever the synth dominates a bin). A mask cannot invent energy, so the
   estimate is always a filtered version of the mix.
+* **Text queries** (optional, ``queries=True``): a sentence embedding of a description ("warm
+  pad") scales and shifts the LSTM's input, the features after it and the mask's logits per bin
+  (FiLM, :mod:`.query`), so the mask keeps the described part only, and a description that
+  names no part of the mix closes it. No query (or an empty one) skips the three modulations:
+  the result is the unconditioned mask of every synth part.
 * **Wiener-style refinement** (``wiener=True`` at inference): the estimated synth and residual
   magnitudes are turned into a power-ratio (soft Wiener) mask, which sharpens bins where one
   source clearly dominates.
@@ -47,6 +52,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, grow_query_layers
+
 
 @dataclass
 class SynthLSTMConfig:
@@ -67,6 +74,9 @@ class SynthLSTMConfig:
         loss: ``"psa"`` (phase-sensitive squared error over the batch; the default, and what
             checkpoints from before the setting trained with) or ``"sdr"`` (negative SDR per
             example and channel; see the module doc).
+        queries: take a text query (see the module doc); a checkpoint without query layers
+            grows them (at zero: it computes what it did) when loaded with ``queries=True``.
+        query_embedding: how queries are embedded, ``minilm`` or ``ngram`` (see :mod:`.query`).
     """
 
     sample_rate: int = 32_000
@@ -79,6 +89,8 @@ class SynthLSTMConfig:
     conv_channels: int = 0
     conv_out: int = 4
     loss: str = "psa"
+    queries: bool = False
+    query_embedding: str = "minilm"
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
                               "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
@@ -108,6 +120,8 @@ class SynthLSTM(nn.Module):
                              f"n_fft={c.n_fft}, n_mels={c.n_mels}")
         if c.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {c.loss!r}")
+        if c.query_embedding not in EMBEDDINGS:
+            raise ValueError(f"query_embedding must be one of {', '.join(EMBEDDINGS)}, not {c.query_embedding!r}")
         import torchaudio.functional as taf
 
         with torch.device("cpu"):  # a fixed filterbank: computed here also when built on the meta device
@@ -130,6 +144,11 @@ class SynthLSTM(nn.Module):
         self.fc2 = nn.Linear(2 * c.hidden_size, c.hidden_size, bias=False)
         self.bn2 = nn.BatchNorm1d(c.hidden_size)
         self.fc3 = nn.Linear(c.hidden_size, n_freq)
+        if c.queries:  # the instance's options then include the query
+            self.options = {**SynthLSTM.options, "query": QUERY_OPTION}
+            self.query_in = QueryFiLM(QUERY_DIM, c.hidden_size)
+            self.query_mid = QueryFiLM(QUERY_DIM, c.hidden_size)
+            self.query_out = QueryFiLM(QUERY_DIM, n_freq)
 
     @staticmethod
     def _fc1_inputs(c: SynthLSTMConfig) -> int:
@@ -140,8 +159,9 @@ class SynthLSTM(nn.Module):
         also loads into one with it (fine-tuning a bundled model with a front end): the front
         end keeps its random initial weights and the first linear layer gets zero weights for
         the front end's features, so the grown model computes exactly what the checkpoint did
-        (and both get gradients: only one side of the product starts at zero)."""
-        state = dict(state_dict)
+        (and both get gradients: only one side of the product starts at zero). Query layers
+        grow the same way, at zero."""
+        state = grow_query_layers(self, dict(state_dict)) if self.config.queries else dict(state_dict)
         fc1 = state.get("fc1.weight")
         if self.conv is not None and fc1 is not None and fc1.shape[1] == self.config.n_mels \
                 and not any(k.startswith("conv.") for k in state):
@@ -178,48 +198,72 @@ class SynthLSTM(nn.Module):
         self.input_scale.copy_(1.0 / flat.std(0).clamp_min(1e-3))
 
     # -- model -------------------------------------------------------------------------------
-    def mask(self, spec: torch.Tensor) -> torch.Tensor:
-        """The synth mask ``(batch, frames, n_freq)`` in [0, 1] for a mix spectrogram."""
+    def mask(self, spec: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """The synth mask ``(batch, frames, n_freq)`` in [0, 1] for a mix spectrogram, of the part
+        ``query`` ``(batch, QUERY_DIM)`` describes (rows of zeros, or ``None``: every part)."""
+        if not self.config.queries:
+            query = None
         x = (self.features(spec) - self.input_mean) * self.input_scale
         b, t, _ = x.shape
         if self.conv is not None:  # (b, t, mels) -> (b, t, mels * (1 + conv_out))
             maps = self.conv(x.unsqueeze(1)).permute(0, 2, 1, 3).reshape(b, t, -1)
             x = torch.cat([x, maps], dim=-1)
         x = torch.tanh(self.bn1(self.fc1(x).reshape(b * t, -1)).reshape(b, t, -1))
+        if query is not None:
+            x = self.query_in(x, query)
         y, _ = self.lstm(x)
         x = torch.cat([x, y], dim=-1)
         x = torch.relu(self.bn2(self.fc2(x).reshape(b * t, -1)).reshape(b, t, -1))
-        return torch.sigmoid(self.fc3(x))
+        if query is None:
+            return torch.sigmoid(self.fc3(x))
+        return torch.sigmoid(self.query_out(self.fc3(self.query_mid(x, query)), query))
 
-    def forward(self, mix: torch.Tensor, wiener: bool = False) -> torch.Tensor:
+    def embed_query(self, texts: list[str | None]) -> torch.Tensor:
+        """Query embeddings ``(len(texts), QUERY_DIM)`` of descriptions, as this model was trained
+        with them (``None`` or blank: no query)."""
+        from .query import embed_queries
+
+        return embed_queries(texts, self.config.query_embedding).to(self.input_mean.device)
+
+    @staticmethod
+    def _per_channel(query: torch.Tensor | None, channels: int) -> torch.Tensor | None:
+        return None if query is None else query.repeat_interleave(channels, dim=0)
+
+    def forward(self, mix: torch.Tensor, wiener: bool = False, query: str | torch.Tensor | None = None) -> torch.Tensor:
         """Separate the synth: ``mix`` ``(batch, channels, samples)`` -> same shape.
 
         Args:
             mix: the mixture at ``config.sample_rate``.
             wiener: refine the mask into a power-ratio (Wiener-style) mask.
+            query: the synth part to keep: a description (for the whole batch) or embeddings
+                ``(batch, QUERY_DIM)`` from :meth:`embed_query`; ``None`` or ``""``: every part.
         """
         b, ch, n = mix.shape
+        if isinstance(query, str):
+            query = self.embed_query([query]).expand(b, -1)
         flat = mix.reshape(b * ch, n)
         spec = self.stft(flat)
-        mask = self.mask(spec)
+        mask = self.mask(spec) if query is None else self.mask(spec, self._per_channel(query, ch))
         if wiener:
             mag = spec.abs()
             synth, rest = mask * mag, (1 - mask) * mag
             mask = synth ** 2 / (synth ** 2 + rest ** 2 + 1e-10)
         return self.istft(spec * mask, n).reshape(b, ch, n)
 
-    def loss(self, mix: torch.Tensor, synth: torch.Tensor, return_estimate: bool = False):
+    def loss(self, mix: torch.Tensor, synth: torch.Tensor, query: torch.Tensor | None = None,
+             return_estimate: bool = False):
         """Training loss chosen by ``config.loss``: the squared error between the masked mix STFT
         and the synth's complex STFT over the batch (phase-sensitive), or its ratio to the
         synth's energy in dB per example and channel (negative SDR); see the module doc.
 
-        ``return_estimate=True`` also returns the synth estimate made from the same mask
-        (validation scores it without a second forward pass).
+        ``query`` ``(batch, QUERY_DIM)``: the part each example's ``synth`` is (rows of zeros: all
+        of them). ``return_estimate=True`` also returns the synth estimate made from the same
+        mask (validation scores it without a second forward pass).
         """
         b, ch, n = mix.shape
         spec = self.stft(mix.reshape(b * ch, n))
         target = self.stft(synth.reshape(b * ch, n))
-        mask = self.mask(spec)
+        mask = self.mask(spec) if query is None else self.mask(spec, self._per_channel(query, ch))
         error = mask * spec - target
         error = error.real ** 2 + error.imag ** 2  # |error|^2 without a square root
         if self.config.loss == "psa":

