@@ -184,6 +184,9 @@ def _add_train(sub) -> None:
     p.add_argument("--query-negatives", type=_fraction, default=d.query_negatives, metavar="SHARE",
                    help=f"share of those that ask for a part the track lacks, whose answer is silence (default "
                    f"{d.query_negatives:g})")
+    p.add_argument("--query-mix", type=_fraction, default=d.query_mix, metavar="SHARE",
+                   help=f"share of the others given a second synth from another track, either then asked for "
+                   f"(default {d.query_mix:g})")
     p.add_argument("--query-only", action="store_true", help="train only the query layers of the --init model: "
                    "without a query it answers exactly as before")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -371,9 +374,14 @@ def _run_evaluate(args) -> int:
         print("\n" + report.format_worst(args.model[0], args.worst))
     if args.query_accuracy:
         from .evaluate import query_accuracy
+        from .models import load_model
 
-        print("\n" + query_accuracy({m: m for m in args.model}, data, split=args.split, valid_fraction=args.valid_fraction,
-                                    seed=args.seed, max_tracks=args.max_tracks, progress=True).format())
+        asked = {m: model for m in args.model if "query" in getattr(model := load_model(m), "options", {})}
+        if not asked:
+            raise SynthGenError(f"--query-accuracy: none of {', '.join(args.model)} was trained with text queries — "
+                                "give a model trained with --queries")
+        print("\n" + query_accuracy(asked, data, split=args.split, valid_fraction=args.valid_fraction, seed=args.seed,
+                                    max_tracks=args.max_tracks, progress=True).format())
     return 0
 
 

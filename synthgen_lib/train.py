@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE
 from .data import TrackSource, WindowSet, make_windows, open_source
-from .data.queries import QueryPicker
+from .data.queries import QueryPicker, query_variant, roles_named
 from .data.windows import Window
 from .device import default_device
 from .errors import SynthGenError
@@ -96,6 +96,10 @@ class TrainConfig:
             that part) or, with chance ``query_negatives``, for a role no part of the track plays
             (target: silence); see :mod:`synthgen_lib.data.queries`.
         query_negatives: share of query examples that name a part the track does not have.
+        query_mix: share of the other query examples given a second synth: the one-part synth of
+            another track whose roles this track lacks, added to the mix; either is then asked
+            for. Every such example teaches telling two synth parts apart, which the tracks with
+            two parts alone (about three in ten) teach too rarely.
         query_only: train only the query layers: the rest of the model (an ``init`` checkpoint's
             weights) stays as it is, so the answer without a query stays exactly the starting
             model's; every example then carries a query.
@@ -131,6 +135,7 @@ class TrainConfig:
     cache_audio: bool = True
     queries: float = 0.0
     query_negatives: float = 0.25
+    query_mix: float = 0.5
     query_only: bool = False
 
 
@@ -174,6 +179,7 @@ class SegmentDataset(torch.utils.data.Dataset):
         self.queries = 1.0 if cfg.query_only else cfg.queries
         self.picker = QueryPicker([source.info(t) for t in sorted({w.track for w in windows})],
                                   cfg.query_negatives) if self.queries > 0 else None
+        self._partner_cache: dict[frozenset, list[int]] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -219,7 +225,36 @@ class SegmentDataset(torch.utils.data.Dataset):
         if float(torch.rand((), generator=g)) < self.queries:
             query, part = self.picker.pick(self.source.info(w.track), g, vary=self.augment)
         mix, target = self._example(w, i, g, offset, part)
+        if part is not None and query is not None and float(torch.rand((), generator=g)) < self.cfg.query_mix:
+            mix, target, query = self._with_second_synth(w, g, mix, target, query)
         return mix, target, embed_queries([query], self.query_embedding or "ngram")[0]
+
+    def _with_second_synth(self, w: Window, g: torch.Generator, mix: torch.Tensor, target: torch.Tensor,
+                           query: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """``(mix, target, query)`` with a second synth in the mix: the one-part synth of another
+        track whose roles this track lacks, at a random gain; half the time it is the one asked
+        for (by its own description). Unchanged when no track fits."""
+        partners = self._partners(self.source.info(w.track))
+        if not partners:
+            return mix, target, query
+        other = self.windows[partners[int(torch.randint(len(partners), (), generator=g))]]
+        offset = float(torch.rand((), generator=g)) * self._room(other) if self.augment else self._room(other) / 2
+        second = self._read(other, offset)[1]
+        second = second * 10 ** ((float(torch.rand((), generator=g)) * 2 - 1) * self.cfg.gain_db / 20)
+        if float(torch.rand((), generator=g)) < 0.5:
+            text = self.source.info(other.track).part_descriptions()[0]
+            return mix + second, second, query_variant(text, g) if self.augment else text
+        return mix + second, target, query
+
+    def _partners(self, info) -> list[int]:
+        """Windows of one-part tracks whose synth names roles, none of which ``info``'s parts play."""
+        own = frozenset().union(*(roles_named(d) for d in info.part_descriptions()))
+        if own not in self._partner_cache:
+            self._partner_cache[own] = [
+                j for j, w in enumerate(self.windows)
+                if not (other := self.source.info(w.track)).parts
+                and (roles := roles_named(other.part_descriptions()[0])) and not roles & own]
+        return self._partner_cache[own]
 
     def _example(self, w: Window, i: int, g: torch.Generator, offset: float,
                  part: str | None = "") -> tuple[torch.Tensor, torch.Tensor]:

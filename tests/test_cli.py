@@ -321,3 +321,20 @@ def test_separate_query_keeps_the_part_asked_for_and_is_refused_by_a_model_witho
                              "--query", "bright saw lead")  # another query: separated again, not skipped
     assert code == 0 and "skipped" not in out
     assert np.array_equal(sf.read(str(tmp_path / "warm pad" / "example" / "synth.wav"))[0], synths["bright saw lead"])
+
+
+def test_evaluate_query_accuracy_asks_the_models_trained_with_queries(tmp_path, capsys):
+    from synthgen_lib.models import save_checkpoint
+
+    from .conftest import query_separator
+
+    plain, asked = _tiny_checkpoint(tmp_path / "plain.pt"), save_checkpoint(tmp_path / "asked.pt", query_separator())
+    assert main(["evaluate", "--model", str(plain), str(asked), "--source", "synthetic", "--tracks", "8", "--seed", "3",
+                 "--split", "all", "--query-accuracy"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("query accuracy on 1 tracks with two or more synth parts")[1].splitlines()[2:]
+    assert [line.split()[1] for line in table] == ["described", "short"]
+    assert all(line.startswith(str(asked)[:21]) for line in table) and "mix" in out  # the plain one: first table only
+    assert main(["evaluate", "--model", str(plain), "--source", "synthetic", "--tracks", "2", "--split", "all",
+                 "--query-accuracy"]) == 2
+    assert "none of " + str(plain) + " was trained with text queries" in capsys.readouterr().err

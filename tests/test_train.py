@@ -360,7 +360,7 @@ def test_query_examples_target_the_part_asked_for_or_silence_for_an_absent_one(s
 
     windows = _query_windows(source) + _query_windows(source, "valid")
     assert any(source.info(w.track).parts for w in windows)
-    ds = SegmentDataset(source, windows, _cfg("lstm", queries=0.8, query_negatives=0.3), augment=False)
+    ds = SegmentDataset(source, windows, _cfg("lstm", queries=0.8, query_negatives=0.3, query_mix=0.0), augment=False)
     ds.query_embedding = "ngram"
     seen = {"none": 0, "part": 0, "absent": 0, "whole": 0}
     for epoch in range(6):
@@ -390,6 +390,36 @@ def test_query_examples_target_the_part_asked_for_or_silence_for_an_absent_one(s
             k = next(k for k, p in enumerate(info.parts) if torch.allclose(target, audio.parts[p.name]))
             assert torch.allclose(query, embed_queries([info.parts[k].description], "ngram")[0])
     assert min(seen.values()) > 0, seen
+
+
+def test_a_second_synth_from_another_track_is_added_and_either_is_asked_for(source):
+    from synthgen_lib.data.queries import roles_named
+    from synthgen_lib.models.query import embed_queries
+
+    windows = _query_windows(source)
+    cfg = _cfg("lstm", queries=1.0, query_negatives=0.0, query_mix=1.0)
+    ds, plain = SegmentDataset(source, windows, cfg, augment=False), SegmentDataset(source, windows, _cfg("lstm"), False)
+    ds.query_embedding = "ngram"
+    asked = {"own": 0, "second": 0}
+    for i, w in enumerate(windows):
+        mix, target, query = ds[i]
+        own = set().union(*(roles_named(d) for d in source.info(w.track).part_descriptions()))
+        second = mix - plain[i][0]
+        partners = [t for t in map(source.info, {w.track for w in windows}) if not t.parts
+                    and roles_named(t.description.split(";")[0]) and not roles_named(t.description.split(";")[0]) & own]
+        if not partners:
+            assert torch.equal(second, torch.zeros_like(second))
+            continue
+        if second.abs().max() < 1e-3:  # the other track's synth rests in this crop
+            continue
+        if torch.allclose(target, second, atol=1e-6):
+            asked["second"] += 1
+            assert any(torch.allclose(query, embed_queries(t.part_descriptions(), "ngram")[0]) for t in partners)
+        else:
+            asked["own"] += 1
+            assert not torch.allclose(query, torch.zeros_like(query))
+            assert (target - second).abs().max() > 1e-3 and (mix - target - second).abs().max() > 1e-3
+    assert min(asked.values()) > 0, asked
 
 
 def test_an_augmented_query_target_goes_through_the_synths_augmentations(source):
