@@ -465,3 +465,21 @@ def test_queries_are_refused_where_they_cannot_be_trained(tmp_path, source):
         train(source, tmp_path / "a", _cfg("synthmatch", queries=0.5), TINY_MODELS["synthmatch"], progress=False)
     with pytest.raises(SynthGenError, match="--query-only trains the query layers of a trained model: give it --init"):
         train(source, tmp_path / "b", _cfg("lstm", query_only=True), TINY_MODELS["lstm"], progress=False)
+
+
+def test_training_on_absent_parts_teaches_silence_for_a_description_of_no_part(tmp_path, source):
+    """Every example asks for a role its track lacks: the query layers learn to close the mask,
+    and the answer without a query stays the starting model's."""
+    from synthgen_lib.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "base.pt", build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000}))
+    run = train(source, tmp_path / "q", _cfg("lstm", epochs=6, lr=0.2, queries=1.0, query_negatives=1.0,
+                                             query_only=True), progress=False, init=tmp_path / "base.pt")
+    model, start = load_model(run.last), load_model(tmp_path / "base.pt")
+    info = next(t for t in source.tracks() if not t.parts and "pad" not in t.description.split(";")[0])
+    mix = source.load(info.name, 16000, 2, 0.0, 4.0).mix[None]
+    with torch.no_grad():
+        every, absent = model(mix), model(mix, query="warm detuned saw pad, low register")
+    assert torch.equal(every, start(mix))
+    assert 10 * math.log10(absent.pow(2).sum() / every.pow(2).sum()) < -10  # near-silence
