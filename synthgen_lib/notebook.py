@@ -302,7 +302,7 @@ class GeneratePanel:
                                 layout=wide)
         self.wiener = w.Checkbox(value=False, description="Wiener refinement")
         self.query = w.Text(value=query, placeholder="which synth part, e.g. warm pad (empty: every synth part)",
-                            description="part", layout=wide)  # separators trained with text queries
+                            description="part", layout=w.Layout(width="95%"))  # own layout: it is hidden alone
         self.description = w.Text(value="bright detuned saw lead", description="description", layout=wide)
         self._known: dict[tuple[str, int], tuple[type, list[str]]] = {}
         self._net: tuple[tuple[str, int], object] | None = None
