@@ -144,6 +144,20 @@ class EvalReport:
         return "\n".join(lines)
 
 
+def _named(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path) -> dict:
+    """``models`` as ``{name: model}``: one model is named by its path or its family."""
+    if isinstance(models, dict):
+        return models
+    return {str(models) if not isinstance(models, nn.Module) else models.family: models}
+
+
+def _loaded(models: dict) -> dict[str, nn.Module]:
+    """``models`` with every checkpoint path or bundled name loaded."""
+    from .models import load_model
+
+    return {k: (m if isinstance(m, nn.Module) else load_model(m)) for k, m in models.items()}
+
+
 def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path, data: TrackSource, *,
              split: str = "valid", window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
              seed: int = 0, references: bool = True, max_tracks: int | None = None,
@@ -160,13 +174,11 @@ def evaluate(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path,
         references: also score the mix itself and the oracle ratio mask.
         max_tracks: evaluate at most this many tracks (sorted by name).
     """
-    from .models import load_model
     from .separate import separate
 
-    if not isinstance(models, dict):
-        models = {str(models) if not isinstance(models, nn.Module) else models.family: models}
+    models = _named(models)
     held_out = _recorded_validation(models) if split == "valid" else None
-    models = {k: (m if isinstance(m, nn.Module) else load_model(m)) for k, m in models.items()}
+    models = _loaded(models)
     rate = next(iter(models.values())).config.sample_rate
     ws = make_windows(data.tracks(), window, hop, valid_fraction, seed)
     names = sorted(n for n, s in ws.splits.items() if split == "all" or s == split)
@@ -226,7 +238,6 @@ class QueryReport:
 
     models: dict[str, QueryScores]
     tracks: int
-    note: str = ""
 
     def format(self) -> str:
         lines = [f"query accuracy on {self.tracks} tracks with two or more synth parts (dB: SI-SDR to the part asked "
@@ -237,8 +248,6 @@ class QueryReport:
                 absent = statistics.median(scores.absent) if scores.absent and wording == "described" else float("nan")
                 lines.append(f"{name[:21]:<22}{wording:<11}{_mean(values):>8.2f}{_median(values):>8.2f}{len(values):>9}"
                              + (f"{absent:>12.1f}" if wording == "described" else ""))
-        if self.note:
-            lines.append(f"({self.note})")
         return "\n".join(lines)
 
 
@@ -267,12 +276,10 @@ def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str |
     """
     from .data.queries import QueryPicker
     from .errors import SynthGenError
-    from .models import family_title, load_model
+    from .models import family_title
     from .separate import separate
 
-    if not isinstance(models, dict):
-        models = {str(models) if not isinstance(models, nn.Module) else models.family: models}
-    models = {k: (m if isinstance(m, nn.Module) else load_model(m)) for k, m in models.items()}
+    models = _loaded(_named(models))
     for name, model in models.items():
         if "query" not in getattr(model, "options", {}):
             raise SynthGenError(f"{name}: this {family_title(model)} was trained without text queries — query "
