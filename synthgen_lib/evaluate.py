@@ -304,19 +304,29 @@ def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str |
                 for wording in QUERY_WORDINGS:
                     text = part.description if wording == "described" else part.description.split(",")[0]
                     estimate = separate(audio.mix, model, rate, query=text).synth
-                    for w in (w for w in ws.windows if w.track == info.name):
-                        a, b = int(w.start * rate), int((w.start + w.length) * rate)
-                        refs = [p[:, a:b].flatten() for p in parts]
-                        if min(float(r.pow(2).mean().sqrt()) for r in refs) < SILENT_RMS:
-                            continue
-                        est = estimate[:, a:b].flatten()
-                        others = [float(si_sdr(est, r)) for j, r in enumerate(refs) if j != k]
-                        scores.accuracy[wording].append(float(si_sdr(est, refs[k])) - statistics.fmean(others))
+                    track_windows = [w for w in ws.windows if w.track == info.name]
+                    scores.accuracy[wording] += part_accuracy(estimate, parts, k, track_windows, rate)
             if absent:
                 estimate = separate(audio.mix, model, rate, query=absent[0]).synth
                 level = estimate.pow(2).sum() / audio.mix.pow(2).sum().clamp_min(1e-12)
                 scores.absent.append(float(10 * torch.log10(level.clamp_min(1e-12))))
     return report
+
+
+def part_accuracy(estimate: torch.Tensor, parts: list[torch.Tensor], k: int, windows: list, rate: int) -> list[float]:
+    """Query accuracy (dB) of ``estimate`` ``(channels, samples)``, an answer asking for
+    ``parts[k]``, in each of ``windows`` where every part is audible: SI-SDR against ``parts[k]``
+    minus the mean SI-SDR against the other parts."""
+    accuracy = []
+    for w in windows:
+        a, b = int(w.start * rate), int((w.start + w.length) * rate)
+        refs = [p[:, a:b].flatten() for p in parts]
+        if min(float(r.pow(2).mean().sqrt()) for r in refs) < SILENT_RMS:
+            continue
+        est = estimate[:, a:b].flatten()
+        others = [float(si_sdr(est, r)) for j, r in enumerate(refs) if j != k]
+        accuracy.append(float(si_sdr(est, refs[k])) - statistics.fmean(others))
+    return accuracy
 
 
 def evaluate_run(checkpoint: str | Path, data: str | Path) -> str:

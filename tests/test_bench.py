@@ -103,3 +103,17 @@ def test_the_memory_estimate_counts_musicgen_small_as_published():
 
     lm = sum(p.numel() for p in lm_on_meta(SIZES["musicgen-small"]).parameters())
     assert abs(lm + frozen_params() - 591e6) < 0.03 * 591e6
+
+
+def test_query_ceilings_quick_mode_ranks_the_oracle_mask_above_a_gain_per_description():
+    out = subprocess.run([sys.executable, "-m", "bench.queries", "--quick"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r[1]: r for r in _rows(out.stdout) if r[0] != "held-out set"}
+    assert set(rows) == {"oracle ratio mask", "oracle static gain", "description's static gain, true synth",
+                         "description's static gain, mix"}
+    assert all(int(r[2]) > 0 for r in rows.values())
+    mean = {name: float(r[3]) for name, r in rows.items()}
+    # knowing the part's whole spectrogram beats knowing its spectrum, which beats knowing its description;
+    # each answer is closer to the part asked for than to the other one
+    assert mean["oracle ratio mask"] > mean["oracle static gain"] > mean["description's static gain, mix"] > 0
