@@ -52,15 +52,20 @@ def _at_least_zero(kind):
     return _finite(kind, zero_ok=True)
 
 
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
+def _fraction(text: str, closed: bool = False) -> float:
+    """argparse type: a number in [0, 1) (``closed``: in [0, 1])."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    if not 0.0 <= value <= 1.0 or (value == 1.0 and not closed):
+        raise argparse.ArgumentTypeError(f"must be at least 0 and {'at most' if closed else 'below'} 1, got {text}")
     return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a chance or share of examples, in [0, 1]."""
+    return _fraction(text, closed=True)
 
 
 def _add_prepare(sub) -> None:
@@ -176,15 +181,15 @@ def _add_train(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=_positive(float), default=getattr(d, name))
     for name in ("weight_decay", "grad_clip", "gain_db", "eq_db"):  # 0 turns each off; a negative clip would flip the gradient
         p.add_argument("--" + name.replace("_", "-"), type=_at_least_zero(float), default=getattr(d, name))
-    for name in ("remix_prob", "valid_fraction"):
-        p.add_argument("--" + name.replace("_", "-"), type=_fraction, default=getattr(d, name))
-    p.add_argument("--queries", type=_fraction, default=d.queries, metavar="SHARE",
+    p.add_argument("--remix-prob", type=_share, default=d.remix_prob)
+    p.add_argument("--valid-fraction", type=_fraction, default=d.valid_fraction)
+    p.add_argument("--queries", type=_share, default=d.queries, metavar="SHARE",
                    help="lstm, encoder: share of examples that ask for one synth part by its description (0: no "
                    "text queries, the default); the model gets query layers")
-    p.add_argument("--query-negatives", type=_fraction, default=d.query_negatives, metavar="SHARE",
+    p.add_argument("--query-negatives", type=_share, default=d.query_negatives, metavar="SHARE",
                    help=f"share of those that ask for a part the track lacks, whose answer is silence (default "
                    f"{d.query_negatives:g})")
-    p.add_argument("--query-mix", type=_fraction, default=d.query_mix, metavar="SHARE",
+    p.add_argument("--query-mix", type=_share, default=d.query_mix, metavar="SHARE",
                    help=f"share of the others given a second synth from another track, either then asked for "
                    f"(default {d.query_mix:g})")
     p.add_argument("--query-only", action="store_true", help="train only the query layers of the --init model: "

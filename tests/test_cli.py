@@ -144,6 +144,14 @@ def test_very_short_input_separates(tmp_path):
     assert sf.info(str(tmp_path / "o" / "blip" / "synth.wav")).frames == 160
 
 
+def test_shares_of_examples_may_be_every_example():
+    from synthgen_lib.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "lstm", "--data", "d", "--output", "o", "--queries", "1",
+                                      "--query-mix", "1", "--query-negatives", "1", "--remix-prob", "1"])
+    assert (args.queries, args.query_mix, args.query_negatives, args.remix_prob) == (1.0, 1.0, 1.0, 1.0)
+
+
 @pytest.mark.parametrize("args, message", [
     (["separate", "x.wav", "--output", "o", "--overlap", "1"], "must be at least 0 and below 1"),
     (["train", "--model", "lstm", "--data", "d", "--output", "o", "--batch-size", "0"], "must be a finite number greater than 0"),
@@ -153,6 +161,8 @@ def test_very_short_input_separates(tmp_path):
      "must be a finite number of at least 0"),
     (["train", "--model", "lstm", "--data", "d", "--output", "o", "--gain-db", "nan"], "of at least 0, got nan"),
     (["train", "--model", "lstm", "--data", "d", "--output", "o", "--num-workers", "-1"], "of at least 0"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--query-mix", "1.5"], "at least 0 and at most 1"),
+    (["train", "--model", "lstm", "--data", "d", "--output", "o", "--valid-fraction", "1"], "at least 0 and below 1"),
 ])
 def test_bad_settings_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
