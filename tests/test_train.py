@@ -438,14 +438,15 @@ def test_an_augmented_query_target_goes_through_the_synths_augmentations(source)
     assert one[1].abs().max() > 1e-3 and two[1].abs().max() > 1e-3 and not none[1].any()
 
 
-def test_query_only_training_keeps_the_answer_without_a_query_and_learns_one(tmp_path, source):
+@pytest.mark.parametrize("overrides", [{}, {"query_head": 4}])
+def test_query_only_training_keeps_the_answer_without_a_query_and_learns_one(tmp_path, source, overrides):
     from synthgen_lib.models import build_model, save_checkpoint
 
     torch.manual_seed(0)
     base = build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000})
     save_checkpoint(tmp_path / "base.pt", base)
-    run = train(source, tmp_path / "q", _cfg("lstm", epochs=1, queries=0.3, query_only=True), progress=False,
-                init=tmp_path / "base.pt")
+    run = train(source, tmp_path / "q", _cfg("lstm", epochs=1, queries=0.3, query_only=True), overrides,
+                progress=False, init=tmp_path / "base.pt")
     model, start = load_model(run.last), load_model(tmp_path / "base.pt")
     assert model.config.queries and model.config.query_embedding in ("minilm", "ngram")
     assert load_checkpoint(run.last)["config"]["queries"] is True
@@ -456,6 +457,8 @@ def test_query_only_training_keeps_the_answer_without_a_query_and_learns_one(tmp
     frozen = {k for k, _ in model.named_parameters() if not k.startswith("query_")}
     for k in frozen:
         assert torch.equal(model.state_dict()[k], start.state_dict()[k])
+    if overrides:  # the head grew (at zero) and learnt
+        assert model.config.query_head == 4 and model.query_head.out.weight.abs().max() > 0
 
 
 def test_queries_are_refused_where_they_cannot_be_trained(tmp_path, source):

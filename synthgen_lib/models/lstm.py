@@ -22,7 +22,10 @@ Design (Open-Unmix is the reference point):
   pad") scales and shifts the LSTM's input, the features after it and the mask's logits per bin
   (FiLM, :mod:`.query`), so the mask keeps the described part only, and a description that
   names no part of the mix closes it. No query (or an empty one) skips the three modulations:
-  the result is the unconditioned mask of every synth part.
+  the result is the unconditioned mask of every synth part. A query head (``query_head > 0``)
+  adds a recurrent network of its own over the features and the mel input, whose output is
+  added to the mask logits of a query: what tells parts apart note by note can be learnt there
+  while the separator stays as it was.
 * **Wiener-style refinement** (``wiener=True`` at inference): the estimated synth and residual
   magnitudes are turned into a power-ratio (soft Wiener) mask, which sharpens bins where one
   source clearly dominates.
@@ -52,7 +55,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, grow_query_layers
+from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, QueryHead, grow_query_layers
 
 
 @dataclass
@@ -77,6 +80,9 @@ class SynthLSTMConfig:
         queries: take a text query (see the module doc); a checkpoint without query layers
             grows them (at zero: it computes what it did) when loaded with ``queries=True``.
         query_embedding: how queries are embedded, ``minilm`` or ``ngram`` (see :mod:`.query`).
+        query_head: width of a recurrent query head (:class:`.query.QueryHead`) that reads the
+            features beside the mel input and adds to the mask logits of a query; 0 leaves it
+            out (queries then act by FiLM alone, as before the head existed).
     """
 
     sample_rate: int = 32_000
@@ -91,10 +97,12 @@ class SynthLSTMConfig:
     loss: str = "psa"
     queries: bool = False
     query_embedding: str = "minilm"
+    query_head: int = 0
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
                               "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
-                              "dropout": (0.0, 0.99), "conv_channels": (0, 256), "conv_out": (1, 64)}
+                              "dropout": (0.0, 0.99), "conv_channels": (0, 256), "conv_out": (1, 64),
+                              "query_head": (0, 4096)}
 
 
 LOSSES = ("psa", "sdr")
@@ -149,6 +157,8 @@ class SynthLSTM(nn.Module):
             self.query_in = QueryFiLM(QUERY_DIM, c.hidden_size)
             self.query_mid = QueryFiLM(QUERY_DIM, c.hidden_size)
             self.query_out = QueryFiLM(QUERY_DIM, n_freq)
+        self.query_head = (QueryHead(QUERY_DIM, c.hidden_size + c.n_mels, c.query_head, n_freq)
+                           if c.queries and c.query_head else None)
 
     @staticmethod
     def _fc1_inputs(c: SynthLSTMConfig) -> int:
@@ -203,7 +213,7 @@ class SynthLSTM(nn.Module):
         ``query`` ``(batch, QUERY_DIM)`` describes (rows of zeros, or ``None``: every part)."""
         if not self.config.queries:
             query = None
-        x = (self.features(spec) - self.input_mean) * self.input_scale
+        x = mels = (self.features(spec) - self.input_mean) * self.input_scale
         b, t, _ = x.shape
         if self.conv is not None:  # (b, t, mels) -> (b, t, mels * (1 + conv_out))
             maps = self.conv(x.unsqueeze(1)).permute(0, 2, 1, 3).reshape(b, t, -1)
@@ -216,7 +226,10 @@ class SynthLSTM(nn.Module):
         x = torch.relu(self.bn2(self.fc2(x).reshape(b * t, -1)).reshape(b, t, -1))
         if query is None:
             return torch.sigmoid(self.fc3(x))
-        return torch.sigmoid(self.query_out(self.fc3(self.query_mid(x, query)), query))
+        logits = self.query_out(self.fc3(self.query_mid(x, query)), query)
+        if self.query_head is not None:
+            logits = logits + self.query_head(torch.cat([x, mels], dim=-1), query)
+        return torch.sigmoid(logits)
 
     def embed_query(self, texts: list[str | None]) -> torch.Tensor:
         """Query embeddings ``(len(texts), QUERY_DIM)`` of descriptions, as this model was trained

@@ -97,14 +97,43 @@ class QueryFiLM(nn.Module):
         return x + has * (x * scale.view(shape) + shift.view(shape))
 
 
+class QueryHead(nn.Module):
+    """A small recurrent network of its own that reads a separator's features and the query and
+    adds a per-bin offset to the mask logits of the rows with a query.
+
+    FiLM re-weights features the separator already computes; telling two synth parts apart needs
+    more than that (which notes, at each moment, belong to the part asked for), and the head is
+    where that is learnt, also when the separator itself stays frozen (``--query-only``). Its
+    output layer starts at zero, so a grown head changes nothing until trained.
+
+    ``forward(x, query)``: features ``(batch, frames, inputs)`` and a query ``(batch, query_dim)``
+    -> offsets ``(batch, frames, outputs)`` (zero for rows whose query is all zeros).
+    """
+
+    def __init__(self, query_dim: int, inputs: int, width: int, outputs: int):
+        super().__init__()
+        self.inputs = nn.Linear(inputs, width)
+        self.film = QueryFiLM(query_dim, width)
+        nn.init.normal_(self.film.proj.weight, std=0.5)  # the head hears the query from the start
+        self.lstm = nn.LSTM(width, max(1, width // 2), bidirectional=True, batch_first=True)
+        self.out = nn.Linear(2 * max(1, width // 2), outputs)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.film(torch.tanh(self.inputs(x)), query))
+        has = (query.abs().sum(-1) > 0).to(x.dtype).view(-1, 1, 1)
+        return self.out(h) * has
+
+
 def grow_query_layers(model: nn.Module, state: dict) -> dict:
-    """``state`` with ``model``'s fresh (zero) query layers added when the checkpoint has none: a
-    separator trained without queries loads into one with them and computes what it did."""
-    if any(k.startswith("query_") for k in state):
-        return state
+    """``state`` with ``model``'s fresh query layers added where the checkpoint lacks them (all
+    of them, for a separator trained without queries; the head, for one trained before it had
+    one): each starts at zero, so the model computes what the checkpoint did."""
+    present = {k.split(".")[0] for k in state if k.startswith("query_")}
     grown = dict(state)
     for name, module in model.named_children():
-        if name.startswith("query_"):
+        if name.startswith("query_") and name not in present:
             grown.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
     return grown
 

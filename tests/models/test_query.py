@@ -61,6 +61,25 @@ def test_a_checkpoint_without_query_layers_grows_them_and_answers_as_before(tmp_
     assert "query" not in type(grown).options  # the family itself does not promise queries
 
 
+def test_a_query_head_answers_queries_only_and_grows_into_a_checkpoint_without_one(tmp_path):
+    plain, queried = _models("lstm")
+    save_checkpoint(tmp_path / "film.pt", queried)
+    headed = build_model("lstm", {**TINY["lstm"], "queries": True, "query_embedding": "ngram", "query_head": 8}).eval()
+    headed.load_state_dict(load_model(tmp_path / "film.pt").state_dict())  # the head grows, at zero
+    mix = torch.randn(2, 2, 4096) * 0.1
+    with torch.no_grad():
+        assert torch.equal(headed(mix, query="warm pad"), queried(mix, query="warm pad"))
+        for film in (headed.query_in, headed.query_mid, headed.query_out):  # only the head acts from here on
+            film.proj.weight.zero_(), film.proj.bias.zero_()
+        torch.nn.init.normal_(headed.query_head.out.weight, std=0.3)
+        pad, lead = headed(mix, query="warm pad"), headed(mix, query="bright saw lead")
+        assert (pad - plain(mix)).abs().max() > 1e-3  # the head adds to a query's mask
+        assert (pad - lead).abs().max() > 1e-3  # and hears which part is asked for
+        assert torch.equal(headed(mix), plain(mix)) and torch.equal(headed(mix, query=""), plain(mix))
+        rows = headed(mix, query=headed.embed_query(["warm pad", None]))
+    assert torch.allclose(rows[0], pad[0], atol=1e-6) and torch.allclose(rows[1], plain(mix)[1], atol=1e-6)
+
+
 def test_film_scales_and_shifts_only_rows_with_a_query():
     film = QueryFiLM(3, 2, feature_dim=1)
     with torch.no_grad():
