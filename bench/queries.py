@@ -39,12 +39,11 @@ def _spec(audio):
 
 
 def _apply(mix, gain):
-    """``mix`` ``(channels, samples)`` through a per-bin ``gain`` ``(bins,)`` or ``(channels, bins, frames)``."""
+    """``mix`` ``(channels, samples)`` through a per-bin ``gain`` ``(bins,)``."""
     import torch
 
-    spec = _spec(mix)
-    gain = gain[None, :, None] if gain.dim() == 1 else gain
-    return torch.istft(spec * gain, N_FFT, HOP, window=torch.hann_window(N_FFT), length=mix.shape[-1])
+    return torch.istft(_spec(mix) * gain[None, :, None], N_FFT, HOP, window=torch.hann_window(N_FFT),
+                       length=mix.shape[-1])
 
 
 def description_key(description: str) -> tuple[frozenset, str]:
@@ -136,7 +135,7 @@ def main(argv=None) -> int:
         parser.error("give --train and --heldout, or --quick")
     gains = description_gains(train, rate, args.max_tracks)
     print(f"machine: {machine()}")
-    print(f"description gains from {sum(1 for _ in two_part_tracks(train, args.max_tracks))} two-part tracks "
+    print(f"description gains from {len(two_part_tracks(train, args.max_tracks))} two-part tracks "
           f"({len(gains)} role/register keys)")
     rows = []
     for name, source in heldout.items():

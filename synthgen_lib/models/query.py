@@ -93,8 +93,13 @@ class QueryFiLM(nn.Module):
         scale, shift = self.proj(query.to(x.dtype)).chunk(2, dim=-1)
         shape = [x.shape[0]] + [1] * (x.dim() - 1)
         shape[self.feature_dim] = -1
-        has = (query.abs().sum(-1) > 0).to(x.dtype).view(x.shape[0], *[1] * (x.dim() - 1))
-        return x + has * (x * scale.view(shape) + shift.view(shape))
+        return x + asked(query, x) * (x * scale.view(shape) + shift.view(shape))
+
+
+def asked(query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """1 for the rows of ``x`` ``(batch, ...)`` whose ``query`` ``(batch, dim)`` is not all zeros, else
+    0, shaped to broadcast over ``x``: what the query layers multiply their change by."""
+    return (query.abs().sum(-1) > 0).to(x.dtype).view(x.shape[0], *[1] * (x.dim() - 1))
 
 
 class QueryHead(nn.Module):
@@ -115,15 +120,16 @@ class QueryHead(nn.Module):
         self.inputs = nn.Linear(inputs, width)
         self.film = QueryFiLM(query_dim, width)
         nn.init.normal_(self.film.proj.weight, std=0.5)  # the head hears the query from the start
-        self.lstm = nn.LSTM(width, max(1, width // 2), bidirectional=True, batch_first=True)
-        self.out = nn.Linear(2 * max(1, width // 2), outputs)
+        half = max(1, width // 2)  # per direction
+        self.lstm = nn.LSTM(width, half, bidirectional=True, batch_first=True)
+        self.out = nn.Linear(2 * half, outputs)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         h, _ = self.lstm(self.film(torch.tanh(self.inputs(x)), query))
-        has = (query.abs().sum(-1) > 0).to(x.dtype).view(-1, 1, 1)
-        return self.out(h) * has
+        offsets = self.out(h)
+        return offsets * asked(query, offsets)
 
 
 def grow_query_layers(model: nn.Module, state: dict) -> dict:
