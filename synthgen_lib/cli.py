@@ -201,6 +201,8 @@ def _add_train(sub) -> None:
     p.add_argument("--init", metavar="NAME_OR_CHECKPOINT", help="start from this trained model (a bundled "
                    "name or a checkpoint) instead of random weights: fine-tune it on --data with a new schedule")
     p.add_argument("--restart", action="store_true", help="ignore last.pt and start over")
+    p.add_argument("--stop-after", type=_positive(int), metavar="STEP", help="stop at this step, saving last.pt, "
+                   "with the schedule of the whole run unchanged (running it again without this flag goes on)")
     p.set_defaults(func=_run_train)
 
 
@@ -213,7 +215,8 @@ def _run_train(args) -> int:
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and k != "model"},
                       model=args.model, augment=not args.no_augment, cache_audio=not args.no_cache_audio)
     overrides = _json_object(args.model_config, "--model-config")
-    result = train(args.data, args.output, cfg, overrides, resume=not args.restart, init=args.init)
+    result = train(args.data, args.output, cfg, overrides, resume=not args.restart, init=args.init,
+                   stop_after_steps=args.stop_after)
     print(f"trained {result.step} steps ({result.epoch} epochs); best validation loss "
           f"{result.best_valid_loss:.4f}; best: {result.best}; last: {result.last}")
     return 0

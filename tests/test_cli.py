@@ -107,6 +107,23 @@ def test_train_init_fine_tunes_a_bundled_model_by_name(tmp_path, capsys):
     assert 0 < drift.max() < 0.01
 
 
+def test_train_stop_after_pauses_the_run_without_shortening_its_schedule(tmp_path, capsys):
+    from synthgen_lib.models import load_checkpoint
+
+    data = tmp_path / "ds"
+    assert main(["prepare", "--tracks", "3", "--track-duration", "10.5", "--output", str(data)]) == 0
+    args = ["train", "--model", "lstm", "--data", str(data), "--output", str(tmp_path / "run"), "--epochs", "3",
+            "--steps-per-epoch", "2", "--batch-size", "1", "--segment", "1", "--valid-fraction", "0.34",
+            "--max-valid-windows", "1", "--warmup-steps", "0", "--lr", "1e-3", "--model-config", '{"hidden_size": 16}']
+    assert main(args + ["--stop-after", "2"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    paused = load_checkpoint(tmp_path / "run" / "last.pt")["train"]
+    # step 2 of a 6-step cosine schedule (about 3/4 of the rate), not the end of a 2-step one (its floor)
+    assert paused["step"] == 2 and paused["scheduler"]["_last_lr"][0] == pytest.approx(0.75e-3, rel=0.05)
+    assert main(args) == 0  # the same command without the flag goes on to the end
+    assert "trained 6 steps" in capsys.readouterr().out
+
+
 def test_demo_writes_stems_and_a_page_with_players(tmp_path, capsys):
     from synthgen_lib.demo import build_example
 
