@@ -11,7 +11,7 @@ OUT ?= outputs
 TIMGM6MB = /usr/share/sounds/sf2/TimGM6mb.sf2
 SOUNDFONT ?= $(TIMGM6MB)
 
-.PHONY: install install-test sampled-deps demo demo-models test
+.PHONY: install install-test sampled-deps demo demo-models demo-query-model test
 
 install:
 	@command -v ffprobe >/dev/null || { echo "installing FFmpeg (musdb needs ffprobe)"; \
@@ -59,7 +59,28 @@ demo-models: install sampled-deps
 	wait
 	synthgen export $(DEMO_RUNS)/lstm/best.pt assets/models/synthlstm-demo.pt --half
 	synthgen export $(DEMO_RUNS)/encoder/best.pt assets/models/synthencoder-demo.pt --half
+	$(MAKE) demo-query-model
 	$(PYTHON) -c "from synthgen_lib.demo import build_example; build_example()"
+
+# Teach the bundled SynthLSTM text queries ("warm pad"): only its query layers train
+# (--query-only), so without a query it answers exactly as before. 600 tracks of 20 s, 181 of
+# them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
+# Four stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
+# the last two run to the end and hand on their best.pt (docs/training.md).
+QUERY_TRAIN ?= $(OUT)/query-train
+QUERY_RUNS ?= $(OUT)/query-runs
+QUERY_ARGS ?= --query-only --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 5e-3 --max-valid-windows 40 --save-every 50
+QUERY_TRAIN_CMD = OMP_NUM_THREADS=1 synthgen train --model lstm --data $(QUERY_TRAIN) $(QUERY_ARGS)
+demo-query-model: install sampled-deps
+	synthgen prepare --source synthetic --tracks 400 --seed 11 --track-duration 20 --output $(QUERY_TRAIN)-synthetic
+	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 200 --seed 12 --track-duration 20 --output $(QUERY_TRAIN)-sampled
+	for d in mix synth description; do mkdir -p $(QUERY_TRAIN)/$$d && \
+	  cp -alf $(QUERY_TRAIN)-synthetic/$$d/. $(QUERY_TRAIN)-sampled/$$d/. $(QUERY_TRAIN)/$$d/ || exit 1; done
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/1 --init synthlstm-demo --epochs 30 --warmup-steps 100 --stop-after 800
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/2 --init $(QUERY_RUNS)/1/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50 --stop-after 900
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/3 --init $(QUERY_RUNS)/2/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/4 --init $(QUERY_RUNS)/3/best.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
+	synthgen export $(QUERY_RUNS)/4/best.pt assets/models/synthlstm-demo.pt --half
 
 SKIP_OTHER_TORCH ?=
 test: install-test

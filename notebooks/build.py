@@ -252,8 +252,8 @@ print(evaluate_run(result.best, data))'''),
            "and listen. Separation models isolate the synth: mix, synth, residual and the reference when there is "
            "one, with spectrograms and SI-SDR beside the mix's own. SynthGen models write a new synth for the mix "
            "from your description (and with *remix*, put it in place of the old one); only the selected family's "
-           "controls are shown. A separator trained with text queries also shows a *part* box (`PART`): \"warm pad\" keeps "
-           "that synth part only, empty keeps them all. Each result gets its own folder under `generated/` in the project folder, with "
+           "controls are shown. A separator trained with text queries (the bundled SynthLSTM is one) also shows a *part* box "
+           "(`PART`): \"warm pad\" keeps that synth part only, empty keeps them all. Each result gets its own folder under `generated/` in the project folder, with "
            "24-bit stems and `stems.zip` (on Colab, the Download stems button fetches it); the players hold MP3 previews."),
         code(COMMON_PARAMS + '''
 DATASET = "synth64"  #@param {type:"string"}

@@ -326,7 +326,8 @@ def _add_separate(sub) -> None:
     p.add_argument("--bits", type=int, choices=(16, 24, 32), default=24, help="output bit depth (default 24)")
     p.add_argument("--wiener", action="store_true", help="Wiener-style mask refinement (SynthLSTM only)")
     p.add_argument("--query", type=_text, default=None, metavar="DESCRIPTION",
-                   help='keep only the synth part described, e.g. "warm pad" (models trained with --queries)')
+                   help='keep only the synth part described, e.g. "warm pad" (the bundled SynthLSTM, and models '
+                   'trained with --queries)')
     p.set_defaults(func=_run_separate)
 
 

@@ -123,3 +123,14 @@ def test_docs_relative_links_and_anchors_exist(document):
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             problems.append(f"{target}: no heading '#{anchor}' in {dest.name}")
     assert not problems, f"{document.name}: " + "; ".join(problems)
+
+
+def test_the_bundled_checkpoints_sha256_in_models_md_are_those_of_the_files():
+    import hashlib
+
+    listed = dict((path, digest) for digest, path in
+                  re.findall(r"^([0-9a-f]{64})  (assets/models/\S+)$", (DOCS / "models.md").read_text(), re.M))
+    bundled = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "assets" / "models").glob("*.pt"))
+    assert sorted(listed) == bundled
+    for path, digest in listed.items():
+        assert hashlib.sha256((ROOT / path).read_bytes()).hexdigest() == digest, f"{path}: models.md gives another SHA-256"

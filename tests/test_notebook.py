@@ -119,7 +119,7 @@ def test_a_separator_with_queries_shows_the_part_box_and_keeps_the_part_asked_fo
 
     root, _ = project
     ckpt = save_checkpoint(root / "runs" / "queries" / "best.pt", query_separator())
-    panel = _panel(project, "synthlstm-demo")
+    panel = _panel(project, "synthencoder-demo")
     assert panel.query.layout.display == "none"  # trained without queries: no box, and only that box hidden
     assert all(box.layout.display != "none" for box in (panel.source, panel.path, panel.model))
     panel.model.value = str(ckpt)

@@ -59,7 +59,7 @@ FORMAT = "synthgen-checkpoint"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED = {
     "synthlstm-demo": ("lstm", "models/synthlstm-demo.pt",
-                       "SynthLSTM trained on the synthetic generator (bundled demo)"),
+                       "SynthLSTM trained on the synthetic generator; answers text queries (bundled demo)"),
     "synthencoder-demo": ("encoder", "models/synthencoder-demo.pt",
                           "SynthEncoder trained on the synthetic generator (bundled demo)"),
 }
