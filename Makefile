@@ -65,8 +65,8 @@ demo-models: install sampled-deps
 # Teach the bundled SynthLSTM text queries ("warm pad"): only its query layers train
 # (--query-only), so without a query it answers exactly as before. 600 tracks of 20 s, 181 of
 # them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
-# Four stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
-# the last two run to the end and hand on their best.pt (docs/training.md).
+# Five stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
+# the last three run to the end and hand on their best.pt (docs/training.md).
 QUERY_TRAIN ?= $(OUT)/query-train
 QUERY_RUNS ?= $(OUT)/query-runs
 QUERY_ARGS ?= --query-only --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 5e-3 --max-valid-windows 40 --save-every 50
@@ -80,7 +80,8 @@ demo-query-model: install sampled-deps
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/2 --init $(QUERY_RUNS)/1/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50 --stop-after 900
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/3 --init $(QUERY_RUNS)/2/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/4 --init $(QUERY_RUNS)/3/best.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
-	synthgen export $(QUERY_RUNS)/4/best.pt assets/models/synthlstm-demo.pt --half
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/5 --init $(QUERY_RUNS)/4/best.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
+	synthgen export $(QUERY_RUNS)/5/best.pt assets/models/synthlstm-demo.pt --half
 
 SKIP_OTHER_TORCH ?=
 test: install-test
