@@ -11,6 +11,10 @@ OUT ?= outputs
 TIMGM6MB = /usr/share/sounds/sf2/TimGM6mb.sf2
 SOUNDFONT ?= $(TIMGM6MB)
 
+# Hard-link the mix/, synth/ and description/ of the folders $(1)-synthetic and $(1)-sampled into $(1)
+link_sources = for d in mix synth description; do mkdir -p $(1)/$$d && \
+	  cp -alf $(1)-synthetic/$$d/. $(1)-sampled/$$d/. $(1)/$$d/ || exit 1; done
+
 .PHONY: install install-test sampled-deps demo demo-models demo-query-model test
 
 install:
@@ -52,8 +56,7 @@ demo-models: install sampled-deps
 	synthgen prepare --source synthetic --tracks 120 --seed 0 --output $(DEMO_DATA)
 	synthgen prepare --source synthetic --tracks 300 --seed 1 --output $(DEMO_TRAIN)-synthetic
 	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 300 --seed 2 --output $(DEMO_TRAIN)-sampled
-	for d in mix synth description; do mkdir -p $(DEMO_TRAIN)/$$d && \
-	  cp -alf $(DEMO_TRAIN)-synthetic/$$d/. $(DEMO_TRAIN)-sampled/$$d/. $(DEMO_TRAIN)/$$d/ || exit 1; done
+	$(call link_sources,$(DEMO_TRAIN))
 	OMP_NUM_THREADS=1 synthgen train --model lstm --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/lstm --save-every 50 $(LSTM_ARGS) & \
 	OMP_NUM_THREADS=1 synthgen train --model encoder --data $(DEMO_TRAIN) --output $(DEMO_RUNS)/encoder --save-every 50 $(ENCODER_ARGS) & \
 	wait
@@ -71,16 +74,16 @@ QUERY_TRAIN ?= $(OUT)/query-train
 QUERY_RUNS ?= $(OUT)/query-runs
 QUERY_ARGS ?= --query-only --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 5e-3 --max-valid-windows 40 --save-every 50
 QUERY_TRAIN_CMD = OMP_NUM_THREADS=1 synthgen train --model lstm --data $(QUERY_TRAIN) $(QUERY_ARGS)
+QUERY_LATER = --query-mix 0.95 --epochs 20 --warmup-steps 50
 demo-query-model: install sampled-deps
 	synthgen prepare --source synthetic --tracks 400 --seed 11 --track-duration 20 --output $(QUERY_TRAIN)-synthetic
 	synthgen prepare --source sampled --soundfont $(SOUNDFONT) --tracks 200 --seed 12 --track-duration 20 --output $(QUERY_TRAIN)-sampled
-	for d in mix synth description; do mkdir -p $(QUERY_TRAIN)/$$d && \
-	  cp -alf $(QUERY_TRAIN)-synthetic/$$d/. $(QUERY_TRAIN)-sampled/$$d/. $(QUERY_TRAIN)/$$d/ || exit 1; done
+	$(call link_sources,$(QUERY_TRAIN))
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/1 --init synthlstm-demo --epochs 30 --warmup-steps 100 --stop-after 800
-	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/2 --init $(QUERY_RUNS)/1/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50 --stop-after 900
-	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/3 --init $(QUERY_RUNS)/2/last.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
-	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/4 --init $(QUERY_RUNS)/3/best.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
-	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/5 --init $(QUERY_RUNS)/4/best.pt --query-mix 0.95 --epochs 20 --warmup-steps 50
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/2 --init $(QUERY_RUNS)/1/last.pt $(QUERY_LATER) --stop-after 900
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/3 --init $(QUERY_RUNS)/2/last.pt $(QUERY_LATER)
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/4 --init $(QUERY_RUNS)/3/best.pt $(QUERY_LATER)
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/5 --init $(QUERY_RUNS)/4/best.pt $(QUERY_LATER)
 	synthgen export $(QUERY_RUNS)/5/best.pt assets/models/synthlstm-demo.pt --half
 
 SKIP_OTHER_TORCH ?=

@@ -128,8 +128,8 @@ def test_docs_relative_links_and_anchors_exist(document):
 def test_the_bundled_checkpoints_sha256_in_models_md_are_those_of_the_files():
     import hashlib
 
-    listed = dict((path, digest) for digest, path in
-                  re.findall(r"^([0-9a-f]{64})  (assets/models/\S+)$", (DOCS / "models.md").read_text(), re.M))
+    listed = {path: digest for digest, path in
+              re.findall(r"^([0-9a-f]{64})  (assets/models/\S+)$", (DOCS / "models.md").read_text(), re.M)}
     bundled = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "assets" / "models").glob("*.pt"))
     assert sorted(listed) == bundled
     for path, digest in listed.items():
