@@ -68,8 +68,9 @@ demo-models: install sampled-deps
 # Teach the bundled SynthLSTM text queries ("warm pad"): only its query layers train
 # (--query-only), so without a query it answers exactly as before. 600 tracks of 20 s, 181 of
 # them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
-# Five stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
-# the last three run to the end and hand on their best.pt (docs/training.md).
+# Six stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
+# the last four run to the end and hand on their best.pt; the sixth adds a query head, a small
+# recurrent network of its own (docs/training.md).
 QUERY_TRAIN ?= $(OUT)/query-train
 QUERY_RUNS ?= $(OUT)/query-runs
 QUERY_ARGS ?= --query-only --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 5e-3 --max-valid-windows 40 --save-every 50
@@ -84,7 +85,8 @@ demo-query-model: install sampled-deps
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/3 --init $(QUERY_RUNS)/2/last.pt $(QUERY_LATER)
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/4 --init $(QUERY_RUNS)/3/best.pt $(QUERY_LATER)
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/5 --init $(QUERY_RUNS)/4/best.pt $(QUERY_LATER)
-	synthgen export $(QUERY_RUNS)/5/best.pt assets/models/synthlstm-demo.pt --half
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/6 --init $(QUERY_RUNS)/5/best.pt $(QUERY_LATER) --model-config '{"query_head": 128}'
+	synthgen export $(QUERY_RUNS)/6/best.pt assets/models/synthlstm-demo.pt --half
 
 SKIP_OTHER_TORCH ?=
 test: install-test

@@ -134,3 +134,17 @@ def test_the_bundled_checkpoints_sha256_in_models_md_are_those_of_the_files():
     assert sorted(listed) == bundled
     for path, digest in listed.items():
         assert hashlib.sha256((ROOT / path).read_bytes()).hexdigest() == digest, f"{path}: models.md gives another SHA-256"
+
+
+def test_the_recipes_quoted_in_training_md_are_the_makefiles_own_lines():
+    """training.md shows the bundled models' recipes as ```make blocks; each line of them must be
+    a line of the Makefile, in the Makefile's order, so the page cannot tell of a recipe that is
+    no longer the one run."""
+    makefile = (ROOT / "Makefile").read_text().splitlines()
+    blocks = re.findall(r"^```make\n(.*?)^```", (DOCS / "training.md").read_text(), re.M | re.S)
+    assert len(blocks) >= 2  # the demo models' recipe and the query model's
+    for block in blocks:
+        at = 0
+        for line in block.rstrip("\n").splitlines():
+            assert line in makefile[at:], f"training.md quotes a line the Makefile lacks (or holds earlier): {line}"
+            at += makefile[at:].index(line) + 1
