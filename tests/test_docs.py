@@ -147,4 +147,4 @@ def test_the_recipes_quoted_in_training_md_are_the_makefiles_own_lines():
         at = 0
         for line in block.rstrip("\n").splitlines():
             assert line in makefile[at:], f"training.md quotes a line the Makefile lacks (or holds earlier): {line}"
-            at += makefile[at:].index(line) + 1
+            at = makefile.index(line, at) + 1
