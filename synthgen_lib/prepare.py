@@ -202,7 +202,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             short: str = "pad", target: str = "other", download: bool = False,
             soundfont: str | Path | list | None = None, exclude: str | Path | list[str] | None = None,
             pieces: str = "all", synth_voices: str = "both", arrangement: str = "ensemble", workers: int = 1,
-            sample_rate: int = SAMPLE_RATE, channels: int = 2, progress: bool = True) -> PrepareReport:
+            two_parts: float | None = None, sample_rate: int = SAMPLE_RATE, channels: int = 2,
+            progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
     Args:
@@ -237,7 +238,7 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
         valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement,
-        workers=workers)
+        workers=workers, two_parts=two_parts)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

@@ -18,6 +18,23 @@ def test_prepare_writes_the_dataset_and_prints_the_report(tmp_path, capsys):
     assert len(list((out / "description").glob("*.txt"))) == 2
 
 
+def test_prepare_two_parts_sets_the_share_of_tracks_with_two_synth_parts(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["prepare", "--tracks", "3", "--track-duration", "10", "--two-parts", "1", "--seed", "4",
+                 "--output", str(out)]) == 0
+    for name in ("synthetic_s4_00000", "synthetic_s4_00001", "synthetic_s4_00002"):
+        assert sorted(p.name for p in (out / "synth" / name).iterdir()) == ["part1.wav", "part2.wav"]
+        assert len(list((out / "description" / name).glob("*.txt"))) == 2
+    assert main(["prepare", "--two-parts", "2"]) == 2
+    assert "argument --two-parts: must be at least 0 and at most 1" in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, "-m", "synthgen_lib.cli", "prepare", "--source", "folder", "--root",
+                           str(out), "--two-parts", "1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "synthgen: error: the 'folder' source takes its parts from its tracks: the share of two-part tracks is "
+        "for the synthetic and sampled sources"]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "synthgen_lib.cli", "prepare", "--source", "folder",
                            "--root", str(tmp_path / "nowhere")], capture_output=True, text=True)

@@ -16,7 +16,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
                 strict: bool = False, soundfont: str | Path | list | None = None,
                 exclude: str | Path | list[str] | None = None, pieces: str = "all",
                 valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble",
-                workers: int = 1) -> TrackSource:
+                workers: int = 1, two_parts: float | None = None) -> TrackSource:
     """Open a data source by name.
 
     Args:
@@ -38,16 +38,22 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
             of pieces held out, which synth voices play (``both``, ``soundfont``,
             ``procedural``, ``lmms``, ``all``), and how pieces are arranged (``ensemble``, ``electronic``, ``both``).
         workers: scores only: processes that read the score files.
+        two_parts: synthetic and sampled only: share of tracks with two synth parts (default
+            :data:`.synthetic.TWO_PARTS`).
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":
         if len(soundfont) > 1:
             raise SynthGenError(f"the {kind!r} source plays with one SoundFont, got {len(soundfont)}")
         soundfont = soundfont[0] if soundfont else None
+    if two_parts is not None and kind not in ("synthetic", "sampled"):
+        raise SynthGenError(f"the {kind!r} source takes its parts from its tracks: the share of two-part tracks "
+                            "is for the synthetic and sampled sources")
     if kind in ("synthetic", "sampled"):
-        from .synthetic import SyntheticSource
+        from .synthetic import TWO_PARTS, SyntheticSource
 
         return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration,
-                               soundfont=(soundfont or True) if kind == "sampled" else None)
+                               soundfont=(soundfont or True) if kind == "sampled" else None,
+                               two_parts=TWO_PARTS if two_parts is None else two_parts)
     if kind == "scores":
         from .scores import ScoresSource
 

@@ -217,14 +217,19 @@ def _synth_part(rng: np.random.Generator, role: str) -> SynthPartSpec:
     )
 
 
+TWO_PARTS = 0.3
+"""Share of synthetic tracks whose synth has two parts (of different roles) by default."""
+
+
 def sample_spec(seed: int, index: int, duration: float = 30.0, sample_rate: int = 32_000,
-                channels: int = 2) -> TrackSpec:
-    """Draw the parameters of track ``index`` of the set made with ``seed`` (deterministic)."""
+                channels: int = 2, two_parts: float = TWO_PARTS) -> TrackSpec:
+    """Draw the parameters of track ``index`` of the set made with ``seed`` (deterministic);
+    with chance ``two_parts`` its synth has a second part of another role."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     mode = str(rng.choice(("major", "minor")))
     progs = PROGRESSIONS[mode]
     roles = [str(rng.choice(ROLES))]
-    if rng.random() < 0.3:
+    if rng.random() < two_parts:
         roles.append(str(rng.choice([r for r in ROLES if r != roles[0]])))
     synths = tuple(_synth_part(rng, r) for r in roles)
     pitched = [a for a in ("piano", "organ", "guitar", "strings") if rng.random() < 0.45]
@@ -661,7 +666,8 @@ def _rms(x: np.ndarray) -> float:
 
 
 def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_rate: int = 32_000,
-                 channels: int = 2, soundfont: str | Path | None = None) -> SyntheticTrack:
+                 channels: int = 2, soundfont: str | Path | None = None,
+                 two_parts: float = TWO_PARTS) -> SyntheticTrack:
     """Render synthetic track ``index`` of the set made with ``seed``.
 
     Args:
@@ -673,12 +679,13 @@ def render_track(seed: int = 0, index: int = 0, duration: float = 30.0, sample_r
         soundfont: a GM SoundFont (``.sf2``) to play every part with through FluidSynth
             instead of the procedural voices (see :mod:`.soundfont`); the score, levels,
             panning and effects are drawn the same way.
+        two_parts: chance that the synth has two parts (see :func:`sample_spec`).
     Returns:
         A :class:`SyntheticTrack` whose ``mix`` is exactly the sum of its ``stems``.
     """
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, got {channels}")
-    spec = sample_spec(seed, index, duration, sample_rate, channels)
+    spec = sample_spec(seed, index, duration, sample_rate, channels, two_parts)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
     h = _Harmony(spec)
     sr, n = sample_rate, int(round(duration * sample_rate))
@@ -817,12 +824,14 @@ class SyntheticSource(RenderedSource):
         soundfont: play the tracks with this GM SoundFont (``True``: the installed one, see
             :func:`.soundfont.find_soundfont`) instead of the procedural voices; the source's
             kind is then ``sampled``.
+        two_parts: share of tracks whose synth has two parts (see :func:`sample_spec`).
     """
 
     kind = "synthetic"
 
     def __init__(self, num_tracks: int = 64, seed: int = 0, track_duration: float = 30.0,
-                 channels: int = 2, cache: int = 4, soundfont: str | Path | bool | None = None):
+                 channels: int = 2, cache: int = 4, soundfont: str | Path | bool | None = None,
+                 two_parts: float = TWO_PARTS):
         super().__init__(cache)
         if num_tracks < 1:
             raise ValueError(f"num_tracks must be at least 1, got {num_tracks}")
@@ -831,10 +840,12 @@ class SyntheticSource(RenderedSource):
             self.soundfont = find_soundfont(None if soundfont is True else soundfont)
             self.kind = "sampled"
         sampled = self.soundfont is not None
-        self.seed, self.track_duration, self.channels = seed, track_duration, channels
+        if not 0.0 <= two_parts <= 1.0:
+            raise ValueError(f"two_parts must be a share between 0 and 1, got {two_parts}")
+        self.seed, self.track_duration, self.channels, self.two_parts = seed, track_duration, channels, two_parts
         self._index: dict[str, int] = {}
         for i in range(num_tracks):
-            spec = sample_spec(seed, i, track_duration)
+            spec = sample_spec(seed, i, track_duration, two_parts=two_parts)
             name = track_name(seed, i, sampled)
             self._index[name] = i
             description = describe_sampled(spec) if sampled else spec.describe()
@@ -843,4 +854,4 @@ class SyntheticSource(RenderedSource):
 
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         return render_track(self.seed, self._index[name], self.track_duration, sample_rate, self.channels,
-                            self.soundfont)
+                            self.soundfont, self.two_parts)

@@ -115,6 +115,24 @@ def test_two_part_tracks_give_each_part_with_its_own_description():
     assert render_track(3, int(one.name[-5:]), duration=2.0).parts == []
 
 
+def test_the_share_of_two_part_tracks_is_chosen_and_the_default_set_is_unchanged():
+    default = SyntheticSource(num_tracks=40, seed=5, track_duration=6.0)
+    assert 0 < sum(bool(t.parts) for t in default.tracks()) < 40
+    assert [t.description for t in SyntheticSource(num_tracks=40, seed=5, track_duration=6.0, two_parts=0.3).tracks()] \
+        == [t.description for t in default.tracks()]  # 0.3 is the default: the sets made before stay as they were
+    every = SyntheticSource(num_tracks=40, seed=5, track_duration=6.0, two_parts=1.0)
+    assert all(len(t.parts) == 2 for t in every.tracks())
+    assert not any(SyntheticSource(num_tracks=40, seed=5, track_duration=6.0, two_parts=0.0).info(t.name).parts
+                   for t in default.tracks())
+    name = every.tracks()[0].name
+    spec = sample_spec(5, int(name[-5:]), duration=6.0, two_parts=1.0)
+    assert len({p.role for p in spec.synths}) == 2
+    audio = every.load(name, 16000, 2)
+    np.testing.assert_allclose(sum(audio.parts.values()).numpy(), audio.synth.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="two_parts"):
+        SyntheticSource(num_tracks=2, two_parts=1.5)
+
+
 def test_sampled_parts_are_described_by_their_program_role_and_register():
     source = SyntheticSource(num_tracks=12, seed=3, track_duration=6.0, soundfont=True)
     info = next(t for t in source.tracks() if t.parts)
