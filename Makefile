@@ -68,8 +68,8 @@ demo-models: install sampled-deps
 # Teach the bundled SynthLSTM text queries ("warm pad"): only its query layers train
 # (--query-only), so without a query it answers exactly as before. 600 tracks of 20 s, 181 of
 # them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
-# Seven stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
-# the last five run to the end and hand on their best.pt; the sixth adds a query head, a small
+# Eight stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
+# the last six run to the end and hand on their best.pt; the sixth adds a query head, a small
 # recurrent network of its own (docs/training.md).
 QUERY_TRAIN ?= $(OUT)/query-train
 QUERY_RUNS ?= $(OUT)/query-runs
@@ -87,7 +87,8 @@ demo-query-model: install sampled-deps
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/5 --init $(QUERY_RUNS)/4/best.pt $(QUERY_LATER)
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/6 --init $(QUERY_RUNS)/5/best.pt $(QUERY_LATER) --model-config '{"query_head": 128}'
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/7 --init $(QUERY_RUNS)/6/best.pt $(QUERY_LATER)
-	synthgen export $(QUERY_RUNS)/7/best.pt assets/models/synthlstm-demo.pt --half
+	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/8 --init $(QUERY_RUNS)/7/best.pt $(QUERY_LATER)
+	synthgen export $(QUERY_RUNS)/8/best.pt assets/models/synthlstm-demo.pt --half
 
 SKIP_OTHER_TORCH ?=
 test: install-test
