@@ -70,6 +70,7 @@ def _share(text: str) -> float:
 
 def _add_prepare(sub) -> None:
     from .data import SOURCES
+    from .data.synthetic import TWO_PARTS
 
     p = sub.add_parser("prepare", help="list a dataset's tracks and windows; write it to the folder layout",
                        description="List a dataset's tracks, windows and train/valid split. With "
@@ -104,7 +105,7 @@ def _add_prepare(sub) -> None:
                    "an electronic production, or both")
     p.add_argument("--two-parts", type=_share, metavar="SHARE",
                    help="synthetic, sampled: share of tracks whose synth has two parts of different roles "
-                   "(default 0.3); 1 for a set that teaches text queries to tell parts apart")
+                   f"(default {TWO_PARTS:g}); 1 for a set that teaches text queries to tell parts apart")
     p.add_argument("--workers", type=_positive(int), default=1, help="tracks written (and score files read) in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)

@@ -178,9 +178,10 @@ def _check_output(out: Path, root: str | Path | None) -> None:
                            "give a new or empty folder (prepare resumes only in folders it wrote)")
 
 
-def _check_same_dataset(out: Path, source: str, root: str | None) -> None:
-    """Resume only the dataset a folder was started with: another source (or another root) going
-    into the same folder would mix two datasets without a word."""
+def _check_same_dataset(out: Path, source: str, root: str | None, settings: dict) -> None:
+    """Resume only the dataset a folder was started with: another source (or another root, or a
+    generator with other :meth:`~.data.TrackSource.settings`) going into the same folder would mix
+    two datasets without a word."""
     path = out / "prepare.json"
     if not path.is_file():
         return
@@ -194,6 +195,11 @@ def _check_same_dataset(out: Path, source: str, root: str | None) -> None:
         now = f"the {source} source" + (f" ({root})" if root else "")
         raise DatasetError(f"{out}: this folder holds a dataset prepared from {then}, not {now} — give a new "
                            "--output folder (in the notebook: another DATASET name)")
+    then = before.get("settings", settings)  # folders written before settings were recorded: not checked
+    changed = [f"--{k.replace('_', '-')} {then.get(k)}, not {v}" for k, v in settings.items() if then.get(k) != v]
+    if changed:
+        raise DatasetError(f"{out}: this folder holds a dataset prepared with {'; '.join(changed)} — give a new "
+                           "--output folder, or the settings it was made with")
 
 
 def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = None,
@@ -229,6 +235,9 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             ``electronic`` (mostly synths, with drums) or ``both``.
         workers: tracks written in parallel (processes; rendered sources gain most), and score
             files read in parallel.
+        two_parts: ``synthetic`` and ``sampled`` only: the share of tracks whose synth has two
+            parts (``None``: :data:`.data.synthetic.TWO_PARTS`); a folder resumes only with the
+            share it was started with.
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
@@ -250,8 +259,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
                            notes=_short_note(src, ws))
     if output is not None:
         out = Path(output)
-        origin = {"root": None if root is None else str(Path(root).expanduser().resolve())}
-        _check_same_dataset(out, report.source, origin["root"])
+        origin = {"root": None if root is None else str(Path(root).expanduser().resolve()), "settings": src.settings()}
+        _check_same_dataset(out, report.source, origin["root"], origin["settings"])
         if not (out / "prepare.json").is_file():  # marks the folder as ours before the first track
             write_text_atomic(out / "prepare.json", json.dumps({**asdict(report), **origin}, indent=1))
         todo = [t.name for t in rows if not (out / "mix" / f"{t.name}.wav").is_file()]

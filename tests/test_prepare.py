@@ -101,6 +101,21 @@ def test_a_folder_started_from_one_dataset_refuses_another(tmp_path):
         prepare("folder", tmp_path / "other", mine, progress=False)
 
 
+def test_a_generated_set_resumes_only_with_the_settings_it_was_made_with(tmp_path):
+    """Tracks of the same name but another share of two-part synths (or another length) would
+    mix two datasets under one folder: refused, the tracks already written kept; more tracks of
+    the same set resume."""
+    out = tmp_path / "set"
+    prepare("synthetic", output=out, num_tracks=2, track_duration=4.0, two_parts=1.0, progress=False)
+    written = {p.name: p.read_bytes() for p in (out / "mix").iterdir()}
+    with pytest.raises(DatasetError, match=r"prepared with --two-parts 1.0, not 0.3 — give a new --output folder"):
+        prepare("synthetic", output=out, num_tracks=3, track_duration=4.0, progress=False)
+    with pytest.raises(DatasetError, match=r"--track-duration 4.0, not 5.0"):
+        prepare("synthetic", output=out, num_tracks=3, track_duration=5.0, two_parts=1.0, progress=False)
+    assert {p.name: p.read_bytes() for p in (out / "mix").iterdir()} == written
+    assert prepare("synthetic", output=out, num_tracks=3, track_duration=4.0, two_parts=1.0, progress=False).written == 1
+
+
 def test_a_synth_of_two_parts_is_also_written_part_by_part(tmp_path):
     out = tmp_path / "ds"
     prepare("synthetic", output=out, num_tracks=6, track_duration=10.0, seed=3, progress=False)

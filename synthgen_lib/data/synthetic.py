@@ -852,6 +852,10 @@ class SyntheticSource(RenderedSource):
             parts = describe_sampled_parts(spec) if sampled else [p.describe() for p in spec.synths]
             self._tracks[name] = TrackInfo(name, track_duration, description, parts=part_infos(parts))
 
+    def settings(self) -> dict[str, object]:
+        return {"track_duration": self.track_duration, "two_parts": self.two_parts,
+                "soundfont": None if self.soundfont is None else Path(self.soundfont).name}
+
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         return render_track(self.seed, self._index[name], self.track_duration, sample_rate, self.channels,
                             self.soundfont, self.two_parts)

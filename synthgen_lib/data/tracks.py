@@ -97,6 +97,12 @@ class TrackSource(abc.ABC):
     def __len__(self) -> int:
         return len(self._tracks)
 
+    def settings(self) -> dict[str, object]:
+        """The settings, beyond the source's kind and folder, that decide what a track of a given
+        name holds (a generator's track length, say); ``prepare`` resumes a folder only with the
+        same ones. None for sources that read files."""
+        return {}
+
     def info(self, name: str) -> TrackInfo:
         """The :class:`TrackInfo` of track ``name``."""
         try:
