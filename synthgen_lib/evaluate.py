@@ -226,10 +226,13 @@ QUERY_WORDINGS = {"described": "the part's whole description", "short": "its fir
 class QueryScores:
     """One model's answers to queries, per window: ``accuracy`` (dB) per wording, SI-SDR of the
     estimate against the described part minus its mean SI-SDR against the track's other parts;
-    ``absent`` (dB), the level of the answer to a part the track lacks relative to the mix."""
+    ``absent`` (dB), the level of the answer to a part the track lacks relative to the mix, and
+    ``present`` (dB), that of the answer to a described part (the part that plays): an answer
+    near silence for an absent part is one well below ``present``, not only below the mix."""
 
     accuracy: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in QUERY_WORDINGS})
     absent: list[float] = field(default_factory=list)
+    present: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -241,13 +244,14 @@ class QueryReport:
 
     def format(self) -> str:
         lines = [f"query accuracy on {self.tracks} tracks with two or more synth parts (dB: SI-SDR to the part asked "
-                 "for minus SI-SDR to the other parts; absent: answer to a part the track lacks, re the mix)",
-                 f"{'model':<22}{'query':<11}{'mean':>8}{'median':>8}{'windows':>9}{'absent med':>12}"]
+                 "for minus SI-SDR to the other parts; absent: answer to a part the track lacks, "
+                 "present: to a described part, both re the mix)",
+                 f"{'model':<22}{'query':<11}{'mean':>8}{'median':>8}{'windows':>9}{'absent med':>12}{'present med':>13}"]
         for name, scores in self.models.items():
             for wording, values in scores.accuracy.items():
-                absent = statistics.median(scores.absent) if scores.absent and wording == "described" else float("nan")
+                levels = f"{_median(scores.absent):>12.1f}{_median(scores.present):>13.1f}" if wording == "described" else ""
                 lines.append(f"{name[:21]:<22}{wording:<11}{_mean(values):>8.2f}{_median(values):>8.2f}{len(values):>9}"
-                             + (f"{absent:>12.1f}" if wording == "described" else ""))
+                             + levels)
         return "\n".join(lines)
 
 
@@ -306,11 +310,18 @@ def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str |
                     estimate = separate(audio.mix, model, rate, query=text).synth
                     track_windows = [w for w in ws.windows if w.track == info.name]
                     scores.accuracy[wording] += part_accuracy(estimate, parts, k, track_windows, rate)
+                    if wording == "described":
+                        scores.present.append(_level(estimate, audio.mix))
             if absent:
                 estimate = separate(audio.mix, model, rate, query=absent[0]).synth
-                level = estimate.pow(2).sum() / audio.mix.pow(2).sum().clamp_min(1e-12)
-                scores.absent.append(float(10 * torch.log10(level.clamp_min(1e-12))))
+                scores.absent.append(_level(estimate, audio.mix))
     return report
+
+
+def _level(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """The energy of ``x`` relative to ``reference``'s, in dB."""
+    level = x.pow(2).sum() / reference.pow(2).sum().clamp_min(1e-12)
+    return float(10 * torch.log10(level.clamp_min(1e-12)))
 
 
 def part_accuracy(estimate: torch.Tensor, parts: list[torch.Tensor], k: int, windows: list, rate: int) -> list[float]:

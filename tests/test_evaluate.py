@@ -136,6 +136,9 @@ def test_query_accuracy_scores_the_part_asked_for_against_the_others_and_absent_
     asked = [picker.absent(info)[0] for info in two]
     assert scores.absent == pytest.approx([0.0 if text in known else -40.0 for text in asked], abs=0.01)
     assert -40.0 in [round(x) for x in scores.absent] and "asked" in report.format()
+    # the answer to each part that plays, re the mix: the mix itself where the model knows the part
+    present = [0.0 if part.description in known else -40.0 for info in two for part in info.parts]
+    assert scores.present == pytest.approx(present, abs=0.01) and "present med" in report.format()
 
     class Plain(Asked):
         options = {}
