@@ -164,7 +164,7 @@ def _run_download(args) -> int:
 
 
 def _add_train(sub) -> None:
-    from .train import TrainConfig
+    from .train import QUERY_LAYERS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model (resumes from OUTPUT/last.pt)",
@@ -198,6 +198,10 @@ def _add_train(sub) -> None:
                    f"(default {d.query_mix:g})")
     p.add_argument("--query-only", action="store_true", help="train only the query layers of the --init model: "
                    "without a query it answers exactly as before")
+    p.add_argument("--query-layers", choices=sorted(QUERY_LAYERS), default=d.query_layers,
+                   help="with --query-only: all the query layers learn (the default), or the presence gate "
+                   "alone (grown with --model-config '{\"query_gate\": true}'), which only sets how loud an "
+                   "answer is")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--no-cache-audio", action="store_true", help="read every window from disk instead of "
                    "keeping the tracks in memory (datasets larger than memory)")

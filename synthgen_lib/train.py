@@ -103,6 +103,9 @@ class TrainConfig:
         query_only: train only the query layers: the rest of the model (an ``init`` checkpoint's
             weights) stays as it is, so the answer without a query stays exactly the starting
             model's; every example then carries a query.
+        query_layers: which query layers ``query_only`` trains: ``all``, or ``gate`` (the presence
+            gate alone, :class:`~synthgen_lib.models.query.QueryGate`: the answers to queries
+            then change by their level only).
     """
 
     model: str = "lstm"
@@ -137,6 +140,7 @@ class TrainConfig:
     query_negatives: float = 0.25
     query_mix: float = 0.5
     query_only: bool = False
+    query_layers: str = "all"
 
 
 @dataclass
@@ -441,7 +445,7 @@ def train(data: TrackSource | str | Path, output_dir: str | Path, config: TrainC
     if getattr(model.config, "queries", False):
         train_set.query_embedding = valid_set.query_embedding = model.config.query_embedding
     if cfg.query_only:
-        _train_only_queries(model)
+        _train_only_queries(model, cfg.query_layers)
     run.build(model.to(dev), steps_per_epoch * cfg.epochs)
     if payload:
         run.restore(payload)
@@ -479,14 +483,24 @@ def _with_queries(cfg: TrainConfig, overrides: dict, init: str | Path | None) ->
     return {"queries": True, "query_embedding": embedding or default_embedding(), **overrides}
 
 
-def _train_only_queries(model: nn.Module) -> None:
-    """Freeze everything but ``model``'s query layers, and keep the frozen layers in eval mode
-    (batch norm statistics and dropout as at inference), so the model without a query stays
-    exactly what it was."""
+QUERY_LAYERS = {"all": "query_", "gate": "query_gate"}
+"""What ``query_layers`` may name, and the prefix of the layers each trains."""
+
+
+def _train_only_queries(model: nn.Module, layers: str = "all") -> None:
+    """Freeze everything but ``model``'s query layers (those ``layers`` names, see
+    :data:`QUERY_LAYERS`), and keep the frozen layers in eval mode (batch norm statistics and
+    dropout as at inference), so the model without a query stays exactly what it was."""
+    if layers not in QUERY_LAYERS:
+        raise ValueError(f"query_layers must be one of {', '.join(QUERY_LAYERS)}, not {layers!r}")
+    prefix = QUERY_LAYERS[layers]
+    if not any(name.startswith(prefix) for name, _ in model.named_children()):
+        raise SynthGenError(f"--query-layers {layers}: this model has no such layers — grow them with --model-config "
+                            "(e.g. '{\"query_gate\": true}')")
     for name, param in model.named_parameters():
-        param.requires_grad = name.startswith("query_")
+        param.requires_grad = name.startswith(prefix)
     for name, child in model.named_children():
-        if not name.startswith("query_"):
+        if not name.startswith(prefix):
             child.eval()
             child.train = lambda mode=True, child=child: child  # model.train() must not switch it back
 

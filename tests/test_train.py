@@ -461,6 +461,30 @@ def test_query_only_training_keeps_the_answer_without_a_query_and_learns_one(tmp
         assert model.config.query_head == 4 and model.query_head.out.weight.abs().max() > 0
 
 
+def test_training_the_presence_gate_alone_closes_it_on_absent_parts_and_changes_nothing_else(tmp_path, source):
+    """Every example asks for a role its track lacks; only the gate (grown open) learns: it closes,
+    and every other layer, the query layers included, stays as it was."""
+    from synthgen_lib.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "base.pt", build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000}))
+    cfg = _cfg("lstm", epochs=10, lr=0.5, queries=1.0, query_negatives=1.0, query_only=True, query_layers="gate")
+    run = train(source, tmp_path / "g", cfg, {"query_gate": True}, progress=False, init=tmp_path / "base.pt")
+    model, start = load_model(run.last), load_model(tmp_path / "base.pt")
+    assert model.config.query_gate and model.query_gate.out.weight.abs().max() > 0  # grown at zero, it learnt
+    for name, value in model.state_dict().items():
+        if name in start.state_dict():
+            assert torch.equal(value, start.state_dict()[name]), name
+        elif not name.startswith("query_gate."):  # grown at zero, and not trained
+            assert not value.any(), name
+    info = next(t for t in source.tracks() if not t.parts and "pad" not in t.description.split(";")[0])
+    mix = source.load(info.name, 16000, 2, 0.0, 4.0).mix[None]
+    with torch.no_grad():
+        every, absent = model(mix), model(mix, query="warm detuned saw pad, low register")
+    assert torch.equal(every, start(mix))
+    assert 10 * math.log10(absent.pow(2).sum() / every.pow(2).sum()) < -30
+
+
 def test_queries_are_refused_where_they_cannot_be_trained(tmp_path, source):
     from synthgen_lib.errors import SynthGenError
 
@@ -468,6 +492,12 @@ def test_queries_are_refused_where_they_cannot_be_trained(tmp_path, source):
         train(source, tmp_path / "a", _cfg("synthmatch", queries=0.5), TINY_MODELS["synthmatch"], progress=False)
     with pytest.raises(SynthGenError, match="--query-only trains the query layers of a trained model: give it --init"):
         train(source, tmp_path / "b", _cfg("lstm", query_only=True), TINY_MODELS["lstm"], progress=False)
+    from synthgen_lib.models import build_model, save_checkpoint
+
+    save_checkpoint(tmp_path / "base.pt", build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000}))
+    with pytest.raises(SynthGenError, match="--query-layers gate: this model has no such layers"):
+        train(source, tmp_path / "c", _cfg("lstm", query_only=True, query_layers="gate"), progress=False,
+              init=tmp_path / "base.pt")
 
 
 def test_training_on_absent_parts_teaches_silence_for_a_description_of_no_part(tmp_path, source):

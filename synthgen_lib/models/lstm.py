@@ -25,7 +25,10 @@ Design (Open-Unmix is the reference point):
   the result is the unconditioned mask of every synth part. A query head (``query_head > 0``)
   adds a recurrent network of its own over the features and the mel input, whose output is
   added to the mask logits of a query: what tells parts apart note by note can be learnt there
-  while the separator stays as it was.
+  while the separator stays as it was. A presence gate (``query_gate``, :class:`.query.QueryGate`)
+  reads the features of the whole stretch with the query and scales the answer by how sure it
+  is that the part asked for plays there, so a description of a part the mix lacks answers
+  near silence instead of whatever the mask lets through.
 * **Wiener-style refinement** (``wiener=True`` at inference): the estimated synth and residual
   magnitudes are turned into a power-ratio (soft Wiener) mask, which sharpens bins where one
   source clearly dominates.
@@ -55,7 +58,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, QueryHead, grow_query_layers
+from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, QueryGate, QueryHead, grow_query_layers, presence
 
 
 @dataclass
@@ -83,6 +86,8 @@ class SynthLSTMConfig:
         query_head: width of a recurrent query head (:class:`.query.QueryHead`) that reads the
             features beside the mel input and adds to the mask logits of a query; 0 leaves it
             out (queries then act by FiLM alone, as before the head existed).
+        query_gate: a presence gate (:class:`.query.QueryGate`) that scales the answer to a query
+            by how sure it is that the part asked for plays in the stretch; grown open.
     """
 
     sample_rate: int = 32_000
@@ -98,6 +103,7 @@ class SynthLSTMConfig:
     queries: bool = False
     query_embedding: str = "minilm"
     query_head: int = 0
+    query_gate: bool = False
 
     RANGES: ClassVar[dict] = {"sample_rate": (8000, 192_000), "n_fft": (64, 16384), "hop_length": (16, 16384),
                               "n_mels": (8, 1024), "hidden_size": (2, 8192), "num_layers": (1, 16),
@@ -159,6 +165,7 @@ class SynthLSTM(nn.Module):
             self.query_out = QueryFiLM(QUERY_DIM, n_freq)
         self.query_head = (QueryHead(QUERY_DIM, c.hidden_size + c.n_mels, c.query_head, n_freq)
                            if c.queries and c.query_head else None)
+        self.query_gate = QueryGate(QUERY_DIM, c.hidden_size + c.n_mels) if c.queries and c.query_gate else None
 
     @staticmethod
     def _fc1_inputs(c: SynthLSTMConfig) -> int:
@@ -211,6 +218,12 @@ class SynthLSTM(nn.Module):
     def mask(self, spec: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """The synth mask ``(batch, frames, n_freq)`` in [0, 1] for a mix spectrogram, of the part
         ``query`` ``(batch, QUERY_DIM)`` describes (rows of zeros, or ``None``: every part)."""
+        mask, gate = self._mask(spec, query)
+        return mask if gate is None else mask * QueryGate.open(gate, query).view(-1, 1, 1)
+
+    def _mask(self, spec: torch.Tensor, query: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(mask, gate logits)``: the mask before the presence gate, and the gate's logits
+        ``(batch,)`` (``None`` without a gate or a query)."""
         if not self.config.queries:
             query = None
         x = mels = (self.features(spec) - self.input_mean) * self.input_scale
@@ -225,11 +238,12 @@ class SynthLSTM(nn.Module):
         x = torch.cat([x, y], dim=-1)
         x = torch.relu(self.bn2(self.fc2(x).reshape(b * t, -1)).reshape(b, t, -1))
         if query is None:
-            return torch.sigmoid(self.fc3(x))
+            return torch.sigmoid(self.fc3(x)), None
         logits = self.query_out(self.fc3(self.query_mid(x, query)), query)
         if self.query_head is not None:
             logits = logits + self.query_head(torch.cat([x, mels], dim=-1), query)
-        return torch.sigmoid(logits)
+        gate = None if self.query_gate is None else self.query_gate(torch.cat([x, mels], dim=-1), query)
+        return torch.sigmoid(logits), gate
 
     def embed_query(self, texts: list[str | None]) -> torch.Tensor:
         """Query embeddings ``(len(texts), QUERY_DIM)`` of descriptions, as this model was trained
@@ -270,13 +284,20 @@ class SynthLSTM(nn.Module):
         synth's energy in dB per example and channel (negative SDR); see the module doc.
 
         ``query`` ``(batch, QUERY_DIM)``: the part each example's ``synth`` is (rows of zeros: all
-        of them). ``return_estimate=True`` also returns the synth estimate made from the same
+        of them); a presence gate learns apart from the mask, by binary cross-entropy on the rows
+        with a query, whether that part is audible (:func:`.query.presence`): the separation loss
+        scores the mask before the gate, whose level it would otherwise pull towards what suits
+        the mask's leaks. ``return_estimate=True`` also returns the synth estimate made from the same
         mask (validation scores it without a second forward pass).
         """
         b, ch, n = mix.shape
         spec = self.stft(mix.reshape(b * ch, n))
         target = self.stft(synth.reshape(b * ch, n))
-        mask = self.mask(spec) if query is None else self.mask(spec, self._per_channel(query, ch))
+        query = None if query is None else self._per_channel(query, ch)
+        if self.query_gate is None:
+            mask, gate = (self.mask(spec) if query is None else self.mask(spec, query)), None
+        else:  # the mask before the gate, and the gate's logits
+            mask, gate = self._mask(spec, query)
         error = mask * spec - target
         error = error.real ** 2 + error.imag ** 2  # |error|^2 without a square root
         if self.config.loss == "psa":
@@ -285,6 +306,10 @@ class SynthLSTM(nn.Module):
             floor = 1e-3 * (spec.real ** 2 + spec.imag ** 2).sum((1, 2)) + 1e-10
             energy = (target.real ** 2 + target.imag ** 2).sum((1, 2))
             loss = (10 * torch.log10((error.sum((1, 2)) + floor) / (energy + floor))).mean()
+        if gate is not None and (asking := query.abs().sum(-1) > 0).any():
+            heard = presence(target, spec)
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(gate[asking], heard[asking])
+            mask = mask * QueryGate.open(gate, query).view(-1, 1, 1)
         if not return_estimate:
             return loss
         return loss, self.istft(spec * mask, n).reshape(b, ch, n)

@@ -102,7 +102,24 @@ def asked(query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (query.abs().sum(-1) > 0).to(x.dtype).view(x.shape[0], *[1] * (x.dim() - 1))
 
 
-class QueryHead(nn.Module):
+class _QueryReader(nn.Module):
+    """What the query head and the presence gate share: features read frame by frame through a
+    linear layer, FiLM by the query and a small bidirectional LSTM (``width`` wide)."""
+
+    def __init__(self, query_dim: int, inputs: int, width: int):
+        super().__init__()
+        self.inputs = nn.Linear(inputs, width)
+        self.film = QueryFiLM(query_dim, width)
+        nn.init.normal_(self.film.proj.weight, std=0.5)  # it hears the query from the start
+        self.half = max(1, width // 2)  # per direction
+        self.lstm = nn.LSTM(width, self.half, bidirectional=True, batch_first=True)
+
+    def read(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, inputs)`` -> ``(batch, frames, 2 * half)``."""
+        return self.lstm(self.film(torch.tanh(self.inputs(x)), query))[0]
+
+
+class QueryHead(_QueryReader):
     """A small recurrent network of its own that reads a separator's features and the query and
     adds a per-bin offset to the mask logits of the rows with a query.
 
@@ -116,20 +133,60 @@ class QueryHead(nn.Module):
     """
 
     def __init__(self, query_dim: int, inputs: int, width: int, outputs: int):
-        super().__init__()
-        self.inputs = nn.Linear(inputs, width)
-        self.film = QueryFiLM(query_dim, width)
-        nn.init.normal_(self.film.proj.weight, std=0.5)  # the head hears the query from the start
-        half = max(1, width // 2)  # per direction
-        self.lstm = nn.LSTM(width, half, bidirectional=True, batch_first=True)
-        self.out = nn.Linear(2 * half, outputs)
+        super().__init__(query_dim, inputs, width)
+        self.out = nn.Linear(2 * self.half, outputs)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        h, _ = self.lstm(self.film(torch.tanh(self.inputs(x)), query))
-        offsets = self.out(h)
+        offsets = self.out(self.read(x, query))
         return offsets * asked(query, offsets)
+
+
+GATE_OPEN = 10.0
+"""The bias a new presence gate starts with: it lets through all but 0.005 % of the answer."""
+
+
+class QueryGate(_QueryReader):
+    """A presence gate: whether the part a query describes plays in a stretch of the mix.
+
+    The mask of a separator answers "which of this belongs to the part asked for"; whether there
+    is such a part at all is a question about the whole stretch (is there a pad in this mix?),
+    and a mask learnt per bin only falls so far towards silence when the answer is no. The gate
+    reads a separator's features frame by frame with the query (FiLM), runs a small
+    bidirectional LSTM over them, pools it over the stretch (mean and maximum over frames) and
+    gives one logit per row: the separator scales its answer by the logit's sigmoid, trained as
+    a classifier of "the part asked for is audible here" beside the separation loss. Its output
+    layer starts at zero with the bias :data:`GATE_OPEN`, so a grown gate lets the answer
+    through until trained.
+
+    ``forward(x, query)``: features ``(batch, frames, inputs)`` and a query ``(batch, query_dim)``
+    -> logits ``(batch,)``.
+    """
+
+    def __init__(self, query_dim: int, inputs: int, width: int = 64):
+        super().__init__(query_dim, inputs, width)
+        self.out = nn.Linear(4 * self.half, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, GATE_OPEN)
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        h = self.read(x, query)
+        return self.out(torch.cat([h.mean(1), h.amax(1)], dim=-1)).squeeze(-1)
+
+    @staticmethod
+    def open(logits: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """How far the gate of ``logits`` ``(batch,)`` lets the answer through, in [0, 1]: 1 for
+        rows without a query."""
+        asking = asked(query, logits)
+        return asking * torch.sigmoid(logits) + (1 - asking)
+
+
+def presence(target: torch.Tensor, mix: torch.Tensor, floor_db: float = -40.0) -> torch.Tensor:
+    """1 for the rows of ``target`` ``(batch, ...)`` whose part is audible in ``mix`` (its energy
+    within ``floor_db`` of the mix's), else 0: what a presence gate learns to say."""
+    energy = target.abs().pow(2).flatten(1).sum(1)
+    return (energy > 10 ** (floor_db / 10) * mix.abs().pow(2).flatten(1).sum(1)).float()
 
 
 def grow_query_layers(model: nn.Module, state: dict) -> dict:

@@ -80,6 +80,44 @@ def test_a_query_head_answers_queries_only_and_grows_into_a_checkpoint_without_o
     assert torch.allclose(rows[0], pad[0], atol=1e-6) and torch.allclose(rows[1], plain(mix)[1], atol=1e-6)
 
 
+def test_a_presence_gate_grows_open_and_scales_only_the_answer_to_a_query(tmp_path):
+    plain, queried = _models("lstm")
+    save_checkpoint(tmp_path / "film.pt", queried)
+    gated = build_model("lstm", {**TINY["lstm"], "queries": True, "query_embedding": "ngram", "query_gate": True}).eval()
+    gated.load_state_dict(load_model(tmp_path / "film.pt").state_dict())  # the gate grows, open
+    mix = torch.randn(2, 2, 4096) * 0.1
+    with torch.no_grad():
+        pad = queried(mix, query="warm pad")
+        assert torch.allclose(gated(mix, query="warm pad"), pad, rtol=1e-4, atol=1e-7)
+        gated.query_gate.out.bias.fill_(-10.0)  # sure that no such part plays
+        closed = gated(mix, query="warm pad")
+        assert 10 * torch.log10(closed.pow(2).sum() / pad.pow(2).sum()) < -80  # sigmoid(-10)^2: -87 dB
+        assert torch.equal(gated(mix), plain(mix)) and torch.equal(gated(mix, query=""), plain(mix))
+        rows = gated(mix, query=gated.embed_query(["warm pad", None]))
+        assert torch.allclose(rows[0], closed[0], atol=1e-9) and torch.equal(rows[1], plain(mix)[1])
+        gated.query_gate.out.weight.normal_(std=1.0)  # the gate hears the query: another part, another logit
+        spec = gated.stft(mix[0])
+        _, pad = gated._mask(spec, gated.embed_query(["warm pad"] * 2))
+        _, lead = gated._mask(spec, gated.embed_query(["bright saw lead"] * 2))
+    assert (pad - lead).abs().min() > 1e-3
+
+
+def test_a_presence_gate_learns_whether_the_part_asked_for_is_audible():
+    """The loss of a gated model adds the gate's cross-entropy against "this part is audible"
+    (two examples ask for a part that plays, one for silence) to the separation loss."""
+    plain, queried = _models("lstm")
+    gated = build_model("lstm", {**TINY["lstm"], "queries": True, "query_embedding": "ngram", "query_gate": True}).eval()
+    gated.load_state_dict(queried.state_dict())  # open: bias 10
+    mix = torch.randn(3, 2, 4096) * 0.1
+    synth = torch.stack([mix[0] * 0.5, mix[1] * 0.03, torch.zeros(2, 4096)])  # -30 dB: still audible
+    query = queried.embed_query(["warm pad", "warm pad", "bright lead"])
+    with torch.no_grad():
+        extra = float(gated.loss(mix, synth, query) - queried.loss(mix, synth, query))
+    softplus = torch.nn.functional.softplus
+    expected = float(2 * softplus(torch.tensor(-10.0)) + softplus(torch.tensor(10.0))) / 3  # labels 1, 1 and 0
+    assert extra == pytest.approx(expected, abs=1e-3)
+
+
 def test_film_scales_and_shifts_only_rows_with_a_query():
     film = QueryFiLM(3, 2, feature_dim=1)
     with torch.no_grad():
