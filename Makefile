@@ -70,7 +70,9 @@ demo-models: install sampled-deps
 # them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
 # Eight stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
 # the last six run to the end and hand on their best.pt; the sixth adds a query head, a small
-# recurrent network of its own (docs/training.md).
+# recurrent network of its own (docs/training.md). The first stage starts from synthlstm-demo as
+# demo-models has just exported it, without query layers; run alone, this target starts from the
+# bundled model's trained query layers instead and trains them further.
 QUERY_TRAIN ?= $(OUT)/query-train
 QUERY_RUNS ?= $(OUT)/query-runs
 QUERY_ARGS ?= --query-only --steps-per-epoch 100 --batch-size 8 --segment 4 --lr 5e-3 --max-valid-windows 40 --save-every 50
