@@ -44,14 +44,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def _tiny_checkpoint(path):
+def _tiny_checkpoint(path, meta=None):
     import torch
 
     from synthgen_lib.models import SynthLSTM, SynthLSTMConfig, save_checkpoint
 
     torch.manual_seed(0)
     model = SynthLSTM(SynthLSTMConfig(n_fft=512, hop_length=128, n_mels=16, hidden_size=16, num_layers=1))
-    return save_checkpoint(path, model.eval())
+    return save_checkpoint(path, model.eval(), meta=meta)
 
 
 def test_separate_writes_synth_and_residual_per_input(tmp_path, capsys):
@@ -98,9 +98,11 @@ def test_models_lists_bundled_names_first(capsys):
 def test_export_strips_training_state_and_halves(tmp_path, capsys):
     from synthgen_lib.models import load_checkpoint
 
-    ckpt = _tiny_checkpoint(tmp_path / "m.pt")
+    started = str(tmp_path / "runs" / "lstm-7" / "best.pt")  # a path of the machine that trained it
+    ckpt = _tiny_checkpoint(tmp_path / "m.pt", meta={"init_from": started, "trained_steps": 3})
     assert main(["export", str(ckpt), str(tmp_path / "small.pt"), "--half"]) == 0
     payload = load_checkpoint(tmp_path / "small.pt")
+    assert payload["meta"] == {"init_from": "lstm-7/best.pt", "trained_steps": 3, "exported_from": "m.pt"}
     assert payload["model"]["fc3.weight"].dtype.is_floating_point and str(payload["model"]["fc3.weight"].dtype) == "torch.float16"
     assert "optimizer" not in payload["train"] and "wrote" in capsys.readouterr().out
 

@@ -305,8 +305,11 @@ def export_model(src: str | Path, dst: str | Path, half: bool = True) -> Path:
                                   "path, not a file name")
         return export(model, dst, half=half)
     keep = {k: payload["train"][k] for k in ("config", "step", "epoch", "best_valid_loss") if k in payload["train"]}
-    return save_checkpoint(dst, model, meta={**payload.get("meta", {}), "exported_from": Path(src).name}, train=keep,
-                           half=half)
+    meta = {**payload.get("meta", {}), "exported_from": Path(src).name}
+    start = meta.get("init_from")
+    if isinstance(start, str) and Path(start).is_absolute():  # a file of the machine that trained it: keep
+        meta["init_from"] = "/".join(Path(start).parts[-2:])  # its run folder and name, not the whole path
+    return save_checkpoint(dst, model, meta=meta, train=keep, half=half)
 
 
 def list_models() -> list[tuple[str, str, str, bool]]:
