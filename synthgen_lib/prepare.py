@@ -195,8 +195,8 @@ def _check_same_dataset(out: Path, source: str, root: str | None, settings: dict
         now = f"the {source} source" + (f" ({root})" if root else "")
         raise DatasetError(f"{out}: this folder holds a dataset prepared from {then}, not {now} — give a new "
                            "--output folder (in the notebook: another DATASET name)")
-    then = before.get("settings", settings)  # folders written before settings were recorded: not checked
-    changed = [f"--{k.replace('_', '-')} {then.get(k)}, not {v}" for k, v in settings.items() if then.get(k) != v]
+    made = before.get("settings", settings)  # folders written before settings were recorded: not checked
+    changed = [f"--{k.replace('_', '-')} {made.get(k)}, not {v}" for k, v in settings.items() if made.get(k) != v]
     if changed:
         raise DatasetError(f"{out}: this folder holds a dataset prepared with {'; '.join(changed)} — give a new "
                            "--output folder, or the settings it was made with")

@@ -100,7 +100,7 @@ class TrackSource(abc.ABC):
     def settings(self) -> dict[str, object]:
         """The settings, beyond the source's kind and folder, that decide what a track of a given
         name holds (a generator's track length, say); ``prepare`` resumes a folder only with the
-        same ones. None for sources that read files."""
+        same ones. Empty for sources that read files."""
         return {}
 
     def info(self, name: str) -> TrackInfo:

@@ -27,8 +27,9 @@ Design (Open-Unmix is the reference point):
   added to the mask logits of a query: what tells parts apart note by note can be learnt there
   while the separator stays as it was. A presence gate (``query_gate``, :class:`.query.QueryGate`)
   reads the features of the whole stretch with the query and scales the answer by how sure it
-  is that the part asked for plays there, so a description of a part the mix lacks answers
-  near silence instead of whatever the mask lets through.
+  is that the part asked for plays there, meant to answer a description of a part the mix lacks
+  with near silence rather than whatever the mask lets through (trained alone on a frozen
+  separator, it did not learn to tell: docs/experiments.md).
 * **Wiener-style refinement** (``wiener=True`` at inference): the estimated synth and residual
   magnitudes are turned into a power-ratio (soft Wiener) mask, which sharpens bins where one
   source clearly dominates.
@@ -58,7 +59,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .query import EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, QueryGate, QueryHead, grow_query_layers, presence
+from .query import (EMBEDDINGS, QUERY_DIM, QUERY_OPTION, QueryFiLM, QueryGate, QueryHead, asked, grow_query_layers,
+                    presence)
 
 
 @dataclass
@@ -219,7 +221,7 @@ class SynthLSTM(nn.Module):
         """The synth mask ``(batch, frames, n_freq)`` in [0, 1] for a mix spectrogram, of the part
         ``query`` ``(batch, QUERY_DIM)`` describes (rows of zeros, or ``None``: every part)."""
         mask, gate = self._mask(spec, query)
-        return mask if gate is None else mask * QueryGate.open(gate, query).view(-1, 1, 1)
+        return mask if gate is None else QueryGate.scale(mask, gate, query)
 
     def _mask(self, spec: torch.Tensor, query: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(mask, gate logits)``: the mask before the presence gate, and the gate's logits
@@ -240,9 +242,10 @@ class SynthLSTM(nn.Module):
         if query is None:
             return torch.sigmoid(self.fc3(x)), None
         logits = self.query_out(self.fc3(self.query_mid(x, query)), query)
+        read = torch.cat([x, mels], dim=-1)  # what the head and the gate read
         if self.query_head is not None:
-            logits = logits + self.query_head(torch.cat([x, mels], dim=-1), query)
-        gate = None if self.query_gate is None else self.query_gate(torch.cat([x, mels], dim=-1), query)
+            logits = logits + self.query_head(read, query)
+        gate = None if self.query_gate is None else self.query_gate(read, query)
         return torch.sigmoid(logits), gate
 
     def embed_query(self, texts: list[str | None]) -> torch.Tensor:
@@ -306,10 +309,10 @@ class SynthLSTM(nn.Module):
             floor = 1e-3 * (spec.real ** 2 + spec.imag ** 2).sum((1, 2)) + 1e-10
             energy = (target.real ** 2 + target.imag ** 2).sum((1, 2))
             loss = (10 * torch.log10((error.sum((1, 2)) + floor) / (energy + floor))).mean()
-        if gate is not None and (asking := query.abs().sum(-1) > 0).any():
+        if gate is not None and (asking := asked(query, gate).bool()).any():
             heard = presence(target, spec)
             loss = loss + nn.functional.binary_cross_entropy_with_logits(gate[asking], heard[asking])
-            mask = mask * QueryGate.open(gate, query).view(-1, 1, 1)
+            mask = QueryGate.scale(mask, gate, query)
         if not return_estimate:
             return loss
         return loss, self.istft(spec * mask, n).reshape(b, ch, n)

@@ -175,11 +175,12 @@ class QueryGate(_QueryReader):
         return self.out(torch.cat([h.mean(1), h.amax(1)], dim=-1)).squeeze(-1)
 
     @staticmethod
-    def open(logits: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """How far the gate of ``logits`` ``(batch,)`` lets the answer through, in [0, 1]: 1 for
-        rows without a query."""
+    def scale(mask: torch.Tensor, logits: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``mask`` ``(batch, ...)`` let through as far as the gate of ``logits`` ``(batch,)``
+        opens (the logits' sigmoid); rows without a query unchanged."""
         asking = asked(query, logits)
-        return asking * torch.sigmoid(logits) + (1 - asking)
+        gain = asking * torch.sigmoid(logits) + (1 - asking)
+        return mask * gain.view(-1, *[1] * (mask.dim() - 1))
 
 
 def presence(target: torch.Tensor, mix: torch.Tensor, floor_db: float = -40.0) -> torch.Tensor:
