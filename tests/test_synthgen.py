@@ -82,6 +82,22 @@ def test_condition_dropout_follows_the_configured_rates():
     assert all(c.text["description"] == "saw lead" and int(c.wav[MIX].length[0]) == 5 * model.n_q for c in kept)
 
 
+def test_a_batchs_conditions_keep_their_lengths_where_their_features_are():
+    """audiocraft concatenates the lengths of a batch's wav conditions, and makes those of the
+    dropped ones on the features' device: ours must be there too, or training on a GPU stops at
+    the first batch that drops some (it did, found on an H200). The ``meta`` device stands in for
+    the GPU here."""
+    model = SynthGen(SynthGenConfig(**TINY_SYNTHGEN, mix_dropout=0.5))
+    codes = torch.zeros(8, model.n_q, 5, dtype=torch.long, device="meta")
+    chroma = torch.zeros(8, 3, 12, device="meta")
+    torch.manual_seed(0)
+    conds = model.conditions(codes, chroma, ["saw lead"] * 8, dropout=True)
+    kinds = [(c.wav[name].wav.device.type, c.wav[name].length.device.type) for c in conds for name in (MIX, CHROMA)]
+    assert set(kinds) == {("meta", "meta")}
+    collated = model.lm.condition_provider._collate_wavs(conds)  # where the batch's lengths are concatenated
+    assert collated[MIX].length.shape == (8,) and collated[MIX].length.device.type == "meta"
+
+
 def test_lora_freezes_the_base_and_trains_only_adapters_and_new_conditioners(synthgen_codes):
     full = SynthGen(SynthGenConfig(**TINY_SYNTHGEN))
     lora = SynthGen(SynthGenConfig(**TINY_SYNTHGEN, lora_rank=4))

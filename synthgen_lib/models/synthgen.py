@@ -163,7 +163,9 @@ def _to_device(x: WavCondition, device: torch.device) -> WavCondition:
 def pack(features: torch.Tensor) -> WavCondition:
     """One example's ``(frames, width)`` features as a WavCondition (see :func:`_frames`)."""
     flat = features.float().reshape(1, 1, -1)
-    return WavCondition(flat, torch.tensor([flat.shape[-1]]), [0], [None], [None])
+    # the length lives where the features do: audiocraft concatenates the lengths of a batch, some
+    # of which (dropped conditions, nullify_wav) it makes on the features' device
+    return WavCondition(flat, torch.tensor([flat.shape[-1]], device=flat.device), [0], [None], [None])
 
 
 class MixTokensConditioner(WaveformConditioner):
@@ -454,8 +456,8 @@ class SynthGen(nn.Module):
                     wav[CHROMA] = pack(chroma[i])
                 else:  # audiocraft's own: the mix waveform at our rate
                     audio = chroma[i].float().reshape(1, 1, -1)
-                    wav[CHROMA] = WavCondition(audio, torch.tensor([audio.shape[-1]]), [self.sample_rate], [None],
-                                               [None])
+                    wav[CHROMA] = WavCondition(audio, torch.tensor([audio.shape[-1]], device=audio.device),
+                                               [self.sample_rate], [None], [None])
             if drop_mix[i]:
                 wav = {k: nullify_wav(v) for k, v in wav.items()}
             text = None if drop_text[i] else (descriptions[i] or c.default_description)
