@@ -3,6 +3,16 @@ training throughput of the offline tiny model.
 
     python -m bench.synthgen            # memory table + 3 x 10 s of encode + 10 training steps
     python -m bench.synthgen --quick    # the same tables from fewer measurements, for CI
+    python -m bench.synthgen --measure  # on a GPU: the real sizes' LoRA + fp16 step, measured
+
+``--measure`` builds each base SynthGen fine-tunes at its published size with random weights,
+offline: the LM from audiocraft's own configuration (``musicgen_lm`` at the base's
+``model_scale``, its text conditioner and fuser), the 32 kHz EnCodec from ``encodec_large_nq4_s640``,
+and T5-base from its ``T5Config``, each through audiocraft's builders, with a word-hashing
+tokenizer in place of T5's (whose vocabulary file is a download). SynthGen then adds its mix
+conditioners and LoRA adapters as ``synthgen train`` does, and the script times training steps
+(batch 4 x 10 s, fp16 autocast with a gradient scaler, AdamW) and reads the GPU's peak allocated
+memory, beside the estimate above. ``--scale tiny`` runs the same code on a toy size (the test).
 
 Memory: the LMs are built with audiocraft's own ``LMModel`` class on the ``meta`` device (shapes,
 no weights, no download) at the published sizes, and the parameters counted; training memory
@@ -86,6 +96,175 @@ def memory_rows(lora_rank: int = 16) -> list[list]:
     return rows
 
 
+MEASURED = {  # the bases SynthGen fine-tunes: audiocraft's model_scale, and how each fuses its description
+    "musicgen-small": {"dim": 1024, "num_heads": 16, "num_layers": 24, "text": "cross", "chroma": False},
+    "musicgen-melody": {"dim": 1536, "num_heads": 24, "num_layers": 48, "text": "prepend", "chroma": True},
+    "tiny": {"dim": 64, "num_heads": 4, "num_layers": 2, "text": "cross", "chroma": True},  # for the test
+}
+T5_BASE = {"d_model": 768, "d_ff": 3072, "num_layers": 12, "num_heads": 12, "d_kv": 64, "vocab_size": 32128}
+
+
+def real_size_configs(name: str, device: str) -> tuple[dict, dict]:
+    """audiocraft configurations of a MusicGen LM (``lm/default`` + ``musicgen_lm`` + its
+    ``model_scale``, with its conditioner's text settings) and of the 32 kHz EnCodec
+    (``encodec/default`` + ``encodec_large_nq4_s640``), as dictionaries for audiocraft's builders."""
+    shape = MEASURED[name]
+    lm = {"lm_model": "transformer_lm", "device": device, "dtype": "float32", "dataset": {"segment_duration": 10.0},
+          "transformer_lm": {"dim": shape["dim"], "num_heads": shape["num_heads"], "num_layers": shape["num_layers"],
+                             "hidden_scale": 4, "n_q": N_Q, "card": CARD, "dropout": 0.0, "emb_lr": None,
+                             "activation": "gelu", "norm_first": True, "bias_ff": False, "bias_attn": False,
+                             "bias_proj": False, "past_context": None, "causal": True, "custom": False,
+                             "memory_efficient": True, "attention_as_float32": False, "layer_scale": None,
+                             "positional_embedding": "sin", "xpos": False, "checkpointing": "none",
+                             "weight_init": "gaussian", "depthwise_init": "current", "zero_bias_init": True,
+                             "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
+                             "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1,
+                             "two_step_cfg": False},
+          "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(N_Q)), "flatten_first": 0,
+                                                               "empty_initial": 0}},
+          "attribute_dropout": {}, "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
+          "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
+                    "prepend": ["description"] if shape["text"] == "prepend" else [],
+                    "cross": ["description"] if shape["text"] == "cross" else [], "input_interpolate": []},
+          # musicgen-melody's chroma conditioner (Demucs first) is replaced by SynthGen's own, so it is left out
+          "conditioners": {"description": {"model": "t5", "t5": {"name": "t5-base", "finetune": False,
+                                                                 "word_dropout": 0.3, "normalize_text": False}}}}
+    codec = {"compression_model": "encodec", "device": device, "dtype": "float32",
+             "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": 32000, "channels": 1,
+                         "causal": False, "renormalize": False},
+             "seanet": {"dimension": 128, "channels": 1, "causal": False, "n_filters": 64, "n_residual_layers": 1,
+                        "ratios": [8, 5, 4, 4], "activation": "ELU", "activation_params": {"alpha": 1.0},
+                        "norm": "weight_norm", "norm_params": {}, "kernel_size": 7, "residual_kernel_size": 3,
+                        "last_kernel_size": 7, "dilation_base": 2, "pad_mode": "constant", "true_skip": True,
+                        "compress": 2, "lstm": 2, "disable_norm_outer_blocks": 0,
+                        "decoder": {"trim_right_ratio": 1.0, "final_activation": None,
+                                    "final_activation_params": None}, "encoder": {}},
+             "rvq": {"n_q": N_Q, "q_dropout": False, "bins": CARD, "decay": 0.99, "kmeans_init": False,
+                     "kmeans_iters": 50, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0,
+                     "orthogonal_reg_active_codes_only": False}}
+    if name == "tiny":
+        codec["seanet"].update(n_filters=4, dimension=16, lstm=0)
+    return lm, codec
+
+
+class _WordTokenizer:
+    """T5's tokenizer without its vocabulary file: words hashed into T5's vocabulary, an end
+    token, padding; the same tensors (ids and attention mask) in the same shapes."""
+
+    @classmethod
+    def from_pretrained(cls, name: str) -> "_WordTokenizer":
+        return cls()
+
+    def __call__(self, texts: list[str], return_tensors: str = "pt", padding: bool = True):
+        import zlib
+
+        import torch
+        from transformers import BatchEncoding
+
+        rows = [[2 + zlib.crc32(w.encode()) % (T5_BASE["vocab_size"] - 2) for w in t.split()] + [1] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        return BatchEncoding({"input_ids": ids, "attention_mask": mask})
+
+
+class _RandomT5:
+    """``T5EncoderModel.from_pretrained`` stand-in: T5-base's encoder at its published shape, random weights."""
+
+    @staticmethod
+    def from_pretrained(name: str):
+        from transformers import T5Config, T5EncoderModel
+
+        return T5EncoderModel(T5Config(**T5_BASE))
+
+
+def real_size_synthgen(name: str, device: str, lora_rank: int = 16, checkpointing: bool = False):
+    """A SynthGen model around a random-weight MusicGen of ``name``'s size, set up for training as
+    ``synthgen train`` sets it up (our mix conditioners, LoRA of ``lora_rank``)."""
+    from unittest import mock
+
+    from omegaconf import OmegaConf
+
+    from synthgen_lib.models import audiocraft_compat  # noqa: F401  (before audiocraft: xformers may be absent)
+    from audiocraft.models import builders
+    from audiocraft.modules import conditioners
+    from synthgen_lib.models import synthgen_io
+    from synthgen_lib.models.synthgen import SynthGen, SynthGenConfig
+
+    lm_cfg, codec_cfg = real_size_configs(name, device)
+
+    def build(c):
+        lm = builders.get_lm_model(OmegaConf.create(lm_cfg))
+        codec = builders.get_compression_model(OmegaConf.create(codec_cfg)).to(device)
+        return lm, codec, lm_cfg, codec_cfg
+
+    with mock.patch.object(conditioners, "T5Tokenizer", _WordTokenizer), \
+            mock.patch.object(conditioners, "T5EncoderModel", _RandomT5), \
+            mock.patch.object(synthgen_io, "build_tiny", build):
+        config = SynthGenConfig(lora_rank=lora_rank, gradient_checkpointing=checkpointing,
+                                use_chroma=MEASURED[name]["chroma"], window=10.0)
+        model = SynthGen(config, device=device)
+    return model.to(device).train()
+
+
+def measured_step(name: str, device: str, checkpointing: bool, steps: int, batch: int = BATCH) -> dict:
+    """Peak memory and time of LoRA + fp16 training steps of ``name`` (see the module doc)."""
+    import gc
+
+    import torch
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    model = real_size_synthgen(name, device, checkpointing=checkpointing)
+    lm_params = sum(p.numel() for p in model.lm.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    wav = 0.1 * torch.randn(2 * batch, 1, int(10.0 * model.sample_rate), device=device)
+    with torch.no_grad():
+        codes = model.encode_audio(wav)  # the synth's tokens, then the mix's
+        chroma = model.mix_chroma(wav[batch:])
+    synth_codes, mix_codes = codes[:batch], codes[batch:]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=cuda)
+    descriptions = ["bright detuned saw lead, high register, with delay"] * batch
+    for i in range(steps + 1):
+        if i == 1:
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()  # the first step allocates the optimizer state and warms up kernels
+        with torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=cuda):
+            loss = model.loss(synth_codes, mix_codes, chroma, descriptions)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
+    result = {"lm_params": lm_params, "trainable": trainable, "step_s": wall / steps, "windows_per_s": batch * steps / wall,
+              "peak_gb": peak, "loss": loss.item()}
+    del model, opt, codes, wav
+    gc.collect()
+    return result
+
+
+def measured_rows(names: list[str], device: str, steps: int) -> list[list]:
+    estimates = {(r[0], r[5]): r[6] for r in memory_rows() if r[2].startswith("LoRA") and r[4] == "fp16 autocast"}
+    rows = []
+    for name in names:
+        for checkpointing in (False, True):
+            r = measured_step(name, device, checkpointing, steps)
+            estimate = estimates.get((name, "yes" if checkpointing else "no"), float("nan"))
+            rows.append([name, f"{r['lm_params'] / 1e6:.1f}M", f"{r['trainable'] / 1e6:.1f}M",
+                         "yes" if checkpointing else "no", r["peak_gb"], estimate, r["step_s"], r["windows_per_s"],
+                         f"{r['loss']:.2f}"])
+            print(f"  {name}, checkpointing {checkpointing}: {r}", file=sys.stderr, flush=True)
+    return rows
+
+
 def encode_throughput(windows: int) -> dict:
     import torch
 
@@ -129,8 +308,26 @@ def train_throughput(steps: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--measure", action="store_true", help="time and measure the real sizes' LoRA + fp16 "
+                        "training step (needs a GPU)")
+    parser.add_argument("--scale", choices=sorted(MEASURED), action="append",
+                        help="with --measure: which sizes (default: musicgen-small and musicgen-melody)")
+    parser.add_argument("--steps", type=int, default=10, help="with --measure: timed steps per size")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
+    if args.measure:
+        import torch
+
+        names = args.scale or ["musicgen-small", "musicgen-melody"]
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu" and set(names) != {"tiny"}:
+            print("--measure needs a GPU for the real sizes (--scale tiny runs on the CPU)", file=sys.stderr)
+            return 2
+        print(f"\nSynthGen LoRA r=16 training step, measured (random weights at the published sizes; batch {BATCH} "
+              "x 10 s windows; fp16 autocast + gradient scaler; AdamW)")
+        print(table(["model", "LM params", "trainable", "grad checkpointing", "peak GB", "est. GB", "s per step",
+                     "windows per s", "loss"], measured_rows(names, device, args.steps)))
+        return 0
     print(f"\nSynthGen training memory, estimated (batch {BATCH} x 10 s windows; 16 GB T4)")
     print(table(["model", "LM params", "fine-tuning", "trainable", "precision", "grad checkpointing",
                  "est. GB", "fits T4"], memory_rows()))

@@ -5,7 +5,9 @@
 
 Uses the same SegmentDataset, model loss and optimizer step as `synthgen train`, on a small
 synthetic set held in memory. Each family is measured on the CPU and, when one is present, on
-the GPU (with its peak allocated memory; the CPU rows leave that column as "-").
+the GPU (with its peak allocated memory; the CPU rows leave that column as "-"), where the step
+runs in mixed precision as `synthgen train`'s does (bf16 where the GPU has it, else fp16 with a
+gradient scaler). `--device cuda` measures the GPU alone.
 """
 from __future__ import annotations
 
@@ -40,38 +42,49 @@ def throughput(family: str, steps: int, device: str = "cpu") -> dict:
     batches = [torch.utils.data.default_collate([data[(s * batch + i) % len(data)] for i in range(batch)])
                for s in range(steps + 1)]
     cuda = device.startswith("cuda")
+    amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16  # as Trainer.build
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp == torch.float16)
     for i, (mix, synth) in enumerate(batches):
         if i == 1:
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()  # the first step warms up allocators
-        loss = model.loss(mix.to(device, non_blocking=True), synth.to(device, non_blocking=True))
+        with torch.autocast("cuda" if cuda else "cpu", dtype=amp, enabled=cuda):
+            loss = model.loss(mix.to(device, non_blocking=True), synth.to(device, non_blocking=True))
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     if cuda:
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     return {"family": family, "device": device, "batch": batch, "segment": segment, "step_s": wall / steps,
             "examples_per_s": steps * batch / wall, "audio_x": steps * batch * segment / wall,
-            "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+            "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "precision": str(amp).replace("torch.", "") if cuda else "fp32"}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                        help="where to measure (default: the CPU, and the GPU when there is one)")
+    parser.add_argument("--steps", type=int, help="timed steps per family (default 20; 3 with --quick)")
     args = parser.parse_args(argv)
     import torch
 
     print(f"machine: {machine()}")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("--device cuda: no GPU on this machine", file=sys.stderr)
+        return 2
     rows = []
     for device in devices:
         for family in RECIPES:
-            r = throughput(family, 3 if args.quick else 20, device)
+            r = throughput(family, args.steps or (3 if args.quick else 20), device)
             peak = "-" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}"
-            rows.append([family, device, r["batch"], f"{r['segment']:g}", r["step_s"], r["examples_per_s"],
+            rows.append([family, f"{device} {r['precision']}", r["batch"], f"{r['segment']:g}", r["step_s"], r["examples_per_s"],
                          r["audio_x"], peak])
     print("\nTraining throughput (forward + backward + AdamW step, stereo segments at 32 kHz)")
     print(table(["family", "device", "batch", "segment s", "s per step", "examples per s", "audio s per wall s",

