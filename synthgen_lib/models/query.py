@@ -61,12 +61,27 @@ def _embed_one(text: str, method: str) -> torch.Tensor:
     return nn.functional.normalize(vector, dim=-1)
 
 
+def _embed_description(text: str, method: str) -> torch.Tensor:
+    """A description's embedding: of the whole text, and for one of several clauses ("warm FM
+    pad, low register, slow attack, with chorus") the normalised mean of the whole's and the
+    first clause's (the part's name: "warm FM pad"). A long description's embedding drifts
+    towards its register and effects, which two parts of a mix often share; the name keeps it
+    on what tells them apart (chosen on a selection set: see docs/experiments.md)."""
+    text = " ".join(text.split())
+    whole = _embed_one(text, method)
+    name = text.split(",")[0].strip()
+    if not name or name == text:
+        return whole
+    return nn.functional.normalize(whole + _embed_one(name, method), dim=-1)
+
+
 def embed_queries(texts: list[str | None], method: str = "minilm") -> torch.Tensor:
-    """Unit-length embeddings ``(len(texts), QUERY_DIM)``; ``None`` or blank text gives a row of
-    zeros, which the separators read as "no query: every synth part"."""
+    """Unit-length embeddings ``(len(texts), QUERY_DIM)`` of descriptions
+    (:func:`_embed_description`); ``None`` or blank text gives a row of zeros, which the
+    separators read as "no query: every synth part"."""
     if method not in EMBEDDINGS:
         raise ValueError(f"query embedding must be one of {', '.join(EMBEDDINGS)}, not {method!r}")
-    rows = [torch.zeros(QUERY_DIM) if not text or not text.strip() else _embed_one(" ".join(text.split()), method)
+    rows = [torch.zeros(QUERY_DIM) if not text or not text.strip() else _embed_description(text, method)
             for text in texts]
     return torch.stack(rows) if rows else torch.zeros(0, QUERY_DIM)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from synthgen_lib.models import build_model, load_model, save_checkpoint
 from synthgen_lib.models.query import QUERY_DIM, QueryFiLM, embed_queries
@@ -138,6 +139,18 @@ def test_query_embeddings_are_unit_length_and_put_like_wordings_closest(method):
     assert torch.equal(vectors[3], torch.zeros(QUERY_DIM))
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
     assert torch.equal(embed_queries(["warm  saw pad"], method)[0], vectors[1])  # spacing does not matter
+
+
+@pytest.mark.parametrize("method", ["ngram", "minilm"])
+def test_a_description_of_several_clauses_is_embedded_between_its_whole_and_its_name(method):
+    """The part's name (first clause) weighs as much as the rest of a long description; one
+    clause is embedded as it is."""
+    from synthgen_lib.models.query import _embed_one
+
+    text = "warm detuned saw pad, low register, slow attack, with chorus"
+    whole, name = _embed_one(text, method), _embed_one("warm detuned saw pad", method)
+    assert torch.allclose(embed_queries([text], method)[0], nn.functional.normalize(whole + name, dim=-1))
+    assert torch.equal(embed_queries(["warm detuned saw pad"], method)[0], name)
 
 
 def test_a_model_answers_with_the_embedder_it_was_trained_with():
