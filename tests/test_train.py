@@ -507,8 +507,9 @@ def test_training_on_absent_parts_teaches_silence_for_a_description_of_no_part(t
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "base.pt", build_model("lstm", {**TINY_MODELS["lstm"], "sample_rate": 16000}))
-    run = train(source, tmp_path / "q", _cfg("lstm", epochs=6, lr=0.2, queries=1.0, query_negatives=1.0,
-                                             query_only=True), progress=False, init=tmp_path / "base.pt")
+    run = train(source, tmp_path / "q", _cfg("lstm", epochs=6, steps_per_epoch=10, lr=0.2, queries=1.0,
+                                             query_negatives=1.0, query_only=True),
+                progress=False, init=tmp_path / "base.pt")
     model, start = load_model(run.last), load_model(tmp_path / "base.pt")
     info = next(t for t in source.tracks() if not t.parts and "pad" not in t.description.split(";")[0])
     mix = source.load(info.name, 16000, 2, 0.0, 4.0).mix[None]
