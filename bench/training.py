@@ -6,8 +6,8 @@
 Uses the same SegmentDataset, model loss and optimizer step as `synthgen train`, on a small
 synthetic set held in memory. Each family is measured on the CPU and, when one is present, on
 the GPU (with its peak allocated memory; the CPU rows leave that column as "-"), where the step
-runs in mixed precision as `synthgen train`'s does (bf16 where the GPU has it, else fp16 with a
-gradient scaler). `--device cuda` measures the GPU alone.
+runs in mixed precision as `synthgen train`'s does (bf16 where the GPU has it natively, else fp16
+with a gradient scaler). `--device cuda` measures the GPU alone.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def throughput(family: str, steps: int, device: str = "cpu") -> dict:
     import torch
 
     from synthgen_lib.data import make_windows
+    from synthgen_lib.device import amp_dtype
     from synthgen_lib.data.synthetic import SyntheticSource
     from synthgen_lib.models import build_model
     from synthgen_lib.train import SegmentDataset, TrainConfig
@@ -42,7 +43,7 @@ def throughput(family: str, steps: int, device: str = "cpu") -> dict:
     batches = [torch.utils.data.default_collate([data[(s * batch + i) % len(data)] for i in range(batch)])
                for s in range(steps + 1)]
     cuda = device.startswith("cuda")
-    amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16  # as Trainer.build
+    amp = amp_dtype(device) if cuda else torch.float16  # as Trainer.build
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp == torch.float16)
     for i, (mix, synth) in enumerate(batches):
         if i == 1:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .audio import SAMPLE_RATE, load_audio
+from .device import has_native_bf16
 from .display import comparison_html, loss_curve_png
 from .errors import SynthGenError
 
@@ -69,7 +70,7 @@ def environment_report() -> str:
         props = torch.cuda.get_device_properties(0)
         free, total = torch.cuda.mem_get_info()
         lines.append(f"GPU: {props.name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free, "
-                     f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no (fp16 mixed precision)'}")
+                     f"bf16 {'yes' if has_native_bf16(0) else 'no (fp16 mixed precision)'}")
     else:
         lines.append("GPU: none — training and separation run on the CPU (slower; fine for the quick settings)")
     try:

@@ -8,7 +8,7 @@ The loop is short on purpose; the pieces it uses are small:
   drawn from a generator seeded by ``(seed, epoch, index)``, so an epoch is the same whatever
   the number of workers or processes, and a resumed run sees the same data.
 * AdamW with linear warm-up then cosine decay, gradient clipping, mixed precision on CUDA
-  (bf16 where supported, else fp16 with a gradient scaler).
+  (bf16 where the GPU has it natively, else fp16 with a gradient scaler).
 * Validation on the held-out tracks after every epoch: loss (picks the **best** checkpoint)
   and SI-SDR (reported).
 * ``last.pt`` (written every ``save_every`` steps and at the end of each epoch) holds the
@@ -45,7 +45,7 @@ from .audio import SAMPLE_RATE
 from .data import TrackSource, WindowSet, make_windows, open_source
 from .data.queries import QueryPicker, query_variant, roles_named
 from .data.windows import Window
-from .device import default_device
+from .device import amp_dtype, default_device
 from .errors import SynthGenError
 from .evaluate import si_sdr
 from .fileio import atomic_path
@@ -563,7 +563,7 @@ class _Run:
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg, total_steps))
         self.use_amp = cfg.amp and self.dev.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = amp_dtype(self.dev) if self.use_amp else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.loss_fn: nn.Module = _LossOf(model)
         if self.world > 1:  # each family says what DDP must know about it (see the families' ddp_* attributes)
