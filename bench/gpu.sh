@@ -8,7 +8,8 @@
 # the exit status says whether any failed)
 set -uo pipefail
 export TQDM_DISABLE=1  # no progress bars in the log
-work=${1:-$(mktemp -d)}
+work=$(realpath -m "${1:-$(mktemp -d)}")
+cd "$(dirname "$0")/.."  # the repository: python -m bench.*, the example under assets/
 py=${PYTHON:-python3}
 # `synthgen` itself, through python -m, plus the peak GPU memory of the command
 sg() { "$py" -c 'import sys, torch
@@ -33,7 +34,9 @@ for family in lstm encoder synthmatch; do
 done
 check sg encode --source synthetic --tracks 8 --output "$work/codes"
 check sg train --model synthgen --data "$work/codes" --output "$work/synthgen" --epochs 1 --steps-per-epoch 20
-for model in $(sg models | cut -f1 | grep -v '^\[' || true); do
+models=$(sg models | cut -f1 | grep -v '^\[')
+[ -n "$models" ] || { echo "FAILED: synthgen models lists no bundled model"; failed=1; }
+for model in $models; do
   check sg separate assets/examples/mix/example.flac --model "$model" --output "$work/separated-$model"
 done
 echo "== done ($([ $failed = 0 ] && echo 'every check passed' || echo 'some checks FAILED'))"

@@ -214,9 +214,6 @@ def measured_step(name: str, device: str, checkpointing: bool, steps: int, batch
     import torch
 
     cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model = real_size_synthgen(name, device, checkpointing=checkpointing)
     lm_params = sum(p.numel() for p in model.lm.parameters())
@@ -226,6 +223,10 @@ def measured_step(name: str, device: str, checkpointing: bool, steps: int, batch
         codes = model.encode_audio(wav)  # the synth's tokens, then the mix's
         chroma = model.mix_chroma(wav[batch:])
     synth_codes, mix_codes = codes[:batch], codes[batch:]
+    del wav
+    if cuda:  # training reads cached tokens: the peak counts from here (the weights already loaded), not the encoding
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=cuda)
     descriptions = ["bright detuned saw lead, high register, with delay"] * batch
@@ -246,22 +247,28 @@ def measured_step(name: str, device: str, checkpointing: bool, steps: int, batch
     peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
     result = {"lm_params": lm_params, "trainable": trainable, "step_s": wall / steps, "windows_per_s": batch * steps / wall,
               "peak_gb": peak, "loss": loss.item()}
-    del model, opt, codes, wav
+    del model, opt, codes
     gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
     return result
 
 
-def measured_rows(names: list[str], device: str, steps: int) -> list[list]:
+def measured_rows(names: list[str], device: str, steps: int, batches: list[int]) -> list[list]:
+    """One row per size, with and without checkpointing, at each batch size (the estimate is for
+    batch 4 only)."""
     estimates = {(r[0], r[5]): r[6] for r in memory_rows() if r[2].startswith("LoRA") and r[4] == "fp16 autocast"}
     rows = []
     for name in names:
-        for checkpointing in (False, True):
-            r = measured_step(name, device, checkpointing, steps)
-            estimate = estimates.get((name, "yes" if checkpointing else "no"), float("nan"))
-            rows.append([name, f"{r['lm_params'] / 1e6:.1f}M", f"{r['trainable'] / 1e6:.1f}M",
-                         "yes" if checkpointing else "no", r["peak_gb"], estimate, r["step_s"], r["windows_per_s"],
-                         f"{r['loss']:.2f}"])
-            print(f"  {name}, checkpointing {checkpointing}: {r}", file=sys.stderr, flush=True)
+        for batch in batches:
+            for checkpointing in (False, True):
+                r = measured_step(name, device, checkpointing, steps, batch)
+                estimate = estimates.get((name, "yes" if checkpointing else "no"), float("nan")) \
+                    if batch == BATCH else float("nan")
+                rows.append([name, f"{r['lm_params'] / 1e6:.1f}M", f"{r['trainable'] / 1e6:.1f}M", batch,
+                             "yes" if checkpointing else "no", r["peak_gb"], estimate, r["step_s"], r["windows_per_s"],
+                             f"{r['loss']:.2f}"])
+                print(f"  {name}, batch {batch}, checkpointing {checkpointing}: {r}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -312,8 +319,11 @@ def main(argv=None) -> int:
                         "training step (needs a GPU)")
     parser.add_argument("--scale", choices=sorted(MEASURED), action="append",
                         help="with --measure: which sizes (default: musicgen-small and musicgen-melody)")
-    parser.add_argument("--steps", type=int, default=10, help="with --measure: timed steps per size")
+    parser.add_argument("--steps", type=int, default=10, help="with --measure: timed steps per size (at least 1)")
+    parser.add_argument("--batch", type=int, action="append", help="with --measure: batch sizes (default 4 and 8)")
     args = parser.parse_args(argv)
+    if args.steps < 1 or any(b < 1 for b in args.batch or []):
+        parser.error("--steps and --batch must be at least 1")
     print(f"machine: {machine()}")
     if args.measure:
         import torch
@@ -323,10 +333,11 @@ def main(argv=None) -> int:
         if device == "cpu" and set(names) != {"tiny"}:
             print("--measure needs a GPU for the real sizes (--scale tiny runs on the CPU)", file=sys.stderr)
             return 2
-        print(f"\nSynthGen LoRA r=16 training step, measured (random weights at the published sizes; batch {BATCH} "
-              "x 10 s windows; fp16 autocast + gradient scaler; AdamW)")
-        print(table(["model", "LM params", "trainable", "grad checkpointing", "peak GB", "est. GB", "s per step",
-                     "windows per s", "loss"], measured_rows(names, device, args.steps)))
+        print("\nSynthGen LoRA r=16 training step, measured (random weights at the published sizes, LoRA adapters "
+              "counted in the LM; 10 s windows; fp16 autocast + gradient scaler; AdamW; peak from the first step, "
+              "the encoding of the examples left out)")
+        print(table(["model", "LM params", "trainable", "batch", "grad checkpointing", "peak GB", "est. GB",
+                     "s per step", "windows per s", "loss"], measured_rows(names, device, args.steps, args.batch or [4, 8])))
         return 0
     print(f"\nSynthGen training memory, estimated (batch {BATCH} x 10 s windows; 16 GB T4)")
     print(table(["model", "LM params", "fine-tuning", "trainable", "precision", "grad checkpointing",

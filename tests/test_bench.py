@@ -123,15 +123,15 @@ def test_the_measured_step_runs_audiocrafts_configs_with_lora_and_checkpointing_
     """`bench.synthgen --measure` on the CPU at the toy size: the same code as on a GPU, one step
     with and one without gradient checkpointing, which must not change the loss; LoRA leaves
     most of the LM frozen."""
-    out = subprocess.run([sys.executable, "-m", "bench.synthgen", "--measure", "--scale", "tiny", "--steps", "1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-m", "bench.synthgen", "--measure", "--scale", "tiny", "--steps", "1",
+                          "--batch", "2"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = {r[3]: r for r in _rows(out.stdout)}
-    assert set(rows) == {"no", "yes"} and all(r[0] == "tiny" for r in rows.values())
+    rows = {r[4]: r for r in _rows(out.stdout)}
+    assert set(rows) == {"no", "yes"} and all(r[0] == "tiny" and r[3] == "2" for r in rows.values())
     for r in rows.values():
         lm, trainable = float(r[1].rstrip("M")), float(r[2].rstrip("M"))
-        assert 0 < trainable < lm and float(r[6]) > 0 and float(r[7]) > 0
-    assert 0 < float(rows["no"][8]) == pytest.approx(float(rows["yes"][8]), abs=0.01)
+        assert 0 < trainable < lm and float(r[7]) > 0 and float(r[8]) > 0
+    assert 0 < float(rows["no"][9]) == pytest.approx(float(rows["yes"][9]), abs=0.01)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for machines without a GPU")
