@@ -196,7 +196,7 @@ else:
            "synth segments) or SynthGen (on its tokens, `CODES`). The loss plot redraws after every epoch; `best.pt` (lowest validation loss) and "
            "`last.pt` are saved in the project folder. After a Colab disconnect, run the notebook again: training "
            "resumes from `last.pt`. `INIT` fine-tunes a trained model instead of starting from random weights: a bundled name (`synthlstm-demo`, `synthencoder-demo`) or a checkpoint's path (e.g. another run's `best.pt`), with a lower `LEARNING_RATE` (3e-4). SynthGen on a 16 GB T4: `lora_rank` 16 with gradient checkpointing for "
-           "musicgen-melody (9.8 GB at batch 4, measured on a GPU); musicgen-small also fine-tunes in full. `QUERIES` (SynthLSTM, SynthEncoder) teaches the "
+           "musicgen-melody, 4 windows per step with the rest of `BATCH_SIZE` accumulated (at most 9.8 GB, measured on a GPU); musicgen-small also fine-tunes in full. `QUERIES` (SynthLSTM, SynthEncoder) teaches the "
            "model text queries: half the examples ask for one synth part by its description (\"warm pad\") or for one "
            "the track lacks (answer: silence); the Encode notebook writes each part of a two-part synth for it. "
            "`QUERY_ONLY` trains only the query layers of `INIT`, which then answers exactly as before without a query."),
@@ -225,7 +225,10 @@ MODEL_CONFIG = {}''', tags=["parameters"]),
                     "encoder": {"channels": 8, "depth": 3, "lstm_layers": 1}, "synthgen": {},
                     "synthmatch": {"hidden_size": 32, "num_layers": 1, "database_examples": 8}}[MODEL]
 elif not MODEL_CONFIG:  # SynthGen: LoRA + checkpointing fit a T4 with musicgen-melody
-    MODEL_CONFIG = {"synthgen": {"lora_rank": 16, "gradient_checkpointing": True}}.get(MODEL, {})'''),
+    MODEL_CONFIG = {"synthgen": {"lora_rank": 16, "gradient_checkpointing": True}}.get(MODEL, {})
+if MODEL == "synthgen" and not QUICK and BATCH_SIZE > 4:  # batch 4 is what was measured to fit a T4
+    BATCH_SIZE, ACCUMULATE = 4, ACCUMULATE * -(-BATCH_SIZE // 4)
+    print(f"SynthGen: {BATCH_SIZE} windows per step, gradients accumulated over {ACCUMULATE} steps (fits a 16 GB T4)")'''),
         md("## Train\nAn epoch of the default SynthLSTM settings (100 steps of 8 x 4 s) takes about two minutes on "
            "one CPU core, validation included (the bundled model: 4000 steps in about 90 minutes, docs/training.md); a GPU is much faster, and mixed precision "
            "switches on by itself there."),
