@@ -1,4 +1,5 @@
-"""Helpers for the benchmark scripts: run a measurement in a fresh process, print tables."""
+"""Helpers for the benchmark scripts: run a measurement in a fresh process, time training steps,
+print tables."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,35 @@ import platform
 import subprocess
 import sys
 import time
+
+
+def timed_steps(loss_of, opt, steps: int, device: str, dtype, peak_after_warmup: bool = False) -> tuple[float, float]:
+    """``steps + 1`` optimizer steps of ``loss_of(i)`` (the loss of step ``i``), on a GPU under
+    autocast in ``dtype`` with a gradient scaler for float16, as ``synthgen train`` runs them; the
+    first is not timed (it allocates the optimizer state and warms up kernels). Returns the
+    seconds per timed step and the last loss. ``peak_after_warmup``: the GPU's peak memory counts
+    from the second step on.
+    """
+    import torch
+
+    cuda = device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and dtype == torch.float16)
+    for i in range(steps + 1):
+        if i == 1:
+            if cuda:
+                torch.cuda.synchronize()
+                if peak_after_warmup:
+                    torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+        with torch.autocast("cuda" if cuda else "cpu", dtype=dtype, enabled=cuda):
+            loss = loss_of(i)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps, loss.item()
 
 
 def in_subprocess(module: str, *args: str) -> dict:

@@ -28,7 +28,7 @@ import argparse
 import sys
 import time
 
-from bench.common import machine, table
+from bench.common import machine, table, timed_steps
 
 SIZES = {  # facebook/musicgen-*: the published LM shapes (MusicGen paper, audiocraft model_scale)
     "musicgen-small": {"dim": 1024, "num_heads": 16, "num_layers": 24, "cross_attention": True},
@@ -228,25 +228,12 @@ def measured_step(name: str, device: str, checkpointing: bool, steps: int, batch
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=cuda)
     descriptions = ["bright detuned saw lead, high register, with delay"] * batch
-    for i in range(steps + 1):
-        if i == 1:
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()  # the first step allocates the optimizer state and warms up kernels
-        with torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=cuda):
-            loss = model.loss(synth_codes, mix_codes, chroma, descriptions)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    if cuda:
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+    step_s, loss = timed_steps(lambda i, loss_of=model.loss: loss_of(synth_codes, mix_codes, chroma, descriptions), opt,
+                               steps, device, torch.float16)
     peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
-    result = {"lm_params": lm_params, "trainable": trainable, "step_s": wall / steps, "windows_per_s": batch * steps / wall,
-              "peak_gb": peak, "loss": loss.item()}
+    result = {"lm_params": lm_params, "trainable": trainable, "step_s": step_s, "windows_per_s": batch / step_s,
+              "peak_gb": peak, "loss": loss}
     del model, opt, codes
     gc.collect()
     if cuda:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from bench.common import machine, table
+from bench.common import machine, table, timed_steps
 
 RECIPES = {  # the settings of `make demo-models`
     "lstm": ({}, 8, 4.0),
@@ -44,22 +43,13 @@ def throughput(family: str, steps: int, device: str = "cpu") -> dict:
                for s in range(steps + 1)]
     cuda = device.startswith("cuda")
     amp = amp_dtype(device) if cuda else torch.float16  # as Trainer.build
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp == torch.float16)
-    for i, (mix, synth) in enumerate(batches):
-        if i == 1:
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()  # the first step warms up allocators
-        with torch.autocast("cuda" if cuda else "cpu", dtype=amp, enabled=cuda):
-            loss = model.loss(mix.to(device, non_blocking=True), synth.to(device, non_blocking=True))
-        opt.zero_grad()
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    if cuda:
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
+
+    def loss_of(i):
+        mix, synth = batches[i]
+        return model.loss(mix.to(device, non_blocking=True), synth.to(device, non_blocking=True))
+
+    step_s, _ = timed_steps(loss_of, opt, steps, device, amp, peak_after_warmup=True)
+    wall = step_s * steps
     return {"family": family, "device": device, "batch": batch, "segment": segment, "step_s": wall / steps,
             "examples_per_s": steps * batch / wall, "audio_x": steps * batch * segment / wall,
             "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
