@@ -196,6 +196,9 @@ def _add_train(sub) -> None:
     p.add_argument("--query-mix", type=_share, default=d.query_mix, metavar="SHARE",
                    help=f"share of the others given a second synth from another track, either then asked for "
                    f"(default {d.query_mix:g})")
+    p.add_argument("--query-mix-absent", type=_share, default=d.query_mix_absent, metavar="SHARE",
+                   help="share of the queries for a part the track lacks given a second synth that lacks it "
+                   f"too, the answer still silence (default {d.query_mix_absent:g})")
     p.add_argument("--query-only", action="store_true", help="train only the query layers of the --init model: "
                    "without a query it answers exactly as before")
     p.add_argument("--query-layers", choices=sorted(QUERY_LAYERS), default=d.query_layers,

@@ -100,6 +100,9 @@ class TrainConfig:
             another track whose roles this track lacks, added to the mix; either is then asked
             for. Every such example teaches telling two synth parts apart, which the tracks with
             two parts alone (about three in ten) teach too rarely.
+        query_mix_absent: share of the examples that name a part the track lacks given a second
+            synth too (from a track that lacks that part as well; the target stays silence), so
+            that a second synth in the mix does not by itself mean that the part asked for plays.
         query_only: train only the query layers: the rest of the model (an ``init`` checkpoint's
             weights) stays as it is, so the answer without a query stays exactly the starting
             model's; every example then carries a query.
@@ -139,6 +142,7 @@ class TrainConfig:
     queries: float = 0.0
     query_negatives: float = 0.25
     query_mix: float = 0.5
+    query_mix_absent: float = 0.0
     query_only: bool = False
     query_layers: str = "all"
 
@@ -229,30 +233,35 @@ class SegmentDataset(torch.utils.data.Dataset):
         if float(torch.rand((), generator=g)) < self.queries:
             query, part = self.picker.pick(self.source.info(w.track), g, vary=self.augment)
         mix, target = self._example(w, i, g, offset, part)
-        if part is not None and query is not None and float(torch.rand((), generator=g)) < self.cfg.query_mix:
-            mix, target, query = self._with_second_synth(w, g, mix, target, query)
+        if query is not None and float(torch.rand((), generator=g)) < (
+                self.cfg.query_mix if part is not None else self.cfg.query_mix_absent):
+            mix, target, query = self._with_second_synth(w, g, mix, target, query, asks=part is not None)
         return mix, target, embed_queries([query], self.query_embedding or "ngram")[0]
 
     def _with_second_synth(self, w: Window, g: torch.Generator, mix: torch.Tensor, target: torch.Tensor,
-                           query: str) -> tuple[torch.Tensor, torch.Tensor, str]:
+                           query: str, asks: bool = True) -> tuple[torch.Tensor, torch.Tensor, str]:
         """``(mix, target, query)`` with a second synth in the mix: the one-part synth of another
         track whose roles this track lacks, at a random gain; half the time it is the one asked
-        for (by its own description). Unchanged when no track fits."""
-        partners = self._partners(self.source.info(w.track))
+        for (by its own description). With ``asks=False`` (a query naming a part the track lacks)
+        the second synth lacks the roles the query names too, and is never asked for. Unchanged
+        when no track fits."""
+        lacks = frozenset() if asks else roles_named(query)
+        partners = self._partners(self.source.info(w.track), lacks)
         if not partners:
             return mix, target, query
         other = self.windows[partners[int(torch.randint(len(partners), (), generator=g))]]
         offset = float(torch.rand((), generator=g)) * self._room(other) if self.augment else self._room(other) / 2
         second = self._read(other, offset)[1]
         second = second * 10 ** ((float(torch.rand((), generator=g)) * 2 - 1) * self.cfg.gain_db / 20)
-        if float(torch.rand((), generator=g)) < 0.5:
+        if asks and float(torch.rand((), generator=g)) < 0.5:
             text = self.source.info(other.track).part_descriptions()[0]
             return mix + second, second, query_variant(text, g) if self.augment else text
         return mix + second, target, query
 
-    def _partners(self, info) -> list[int]:
-        """Windows of one-part tracks whose synth names roles, none of which ``info``'s parts play."""
-        own = frozenset().union(*(roles_named(d) for d in info.part_descriptions()))
+    def _partners(self, info, lacks: frozenset = frozenset()) -> list[int]:
+        """Windows of one-part tracks whose synth names roles, none of which ``info``'s parts play
+        nor ``lacks`` names."""
+        own = frozenset().union(*(roles_named(d) for d in info.part_descriptions()), lacks)
         if own not in self._partner_cache:
             self._partner_cache[own] = [
                 j for j, w in enumerate(self.windows)

@@ -184,8 +184,9 @@ def test_shares_of_examples_may_be_every_example():
     from synthgen_lib.cli import build_parser
 
     args = build_parser().parse_args(["train", "--model", "lstm", "--data", "d", "--output", "o", "--queries", "1",
-                                      "--query-mix", "1", "--query-negatives", "1", "--remix-prob", "1"])
-    assert (args.queries, args.query_mix, args.query_negatives, args.remix_prob) == (1.0, 1.0, 1.0, 1.0)
+                                      "--query-mix", "1", "--query-negatives", "1", "--remix-prob", "1",
+                                      "--query-mix-absent", "1"])
+    assert (args.queries, args.query_mix, args.query_negatives, args.remix_prob, args.query_mix_absent) == (1.0,) * 5
 
 
 @pytest.mark.parametrize("args, message", [

@@ -422,6 +422,37 @@ def test_a_second_synth_from_another_track_is_added_and_either_is_asked_for(sour
     assert min(asked.values()) > 0, asked
 
 
+def test_a_query_for_an_absent_part_may_get_a_second_synth_that_lacks_that_part_too():
+    from synthgen_lib.data.queries import roles_named
+    from synthgen_lib.models.query import embed_queries
+
+    source = SyntheticSource(num_tracks=10, seed=3, track_duration=12.0, cache=10)  # five roles among them
+    windows = _query_windows(source) + _query_windows(source, "valid")
+    cfg = _cfg("lstm", queries=1.0, query_negatives=1.0, query_mix=0.0, query_mix_absent=1.0)
+    ds, plain = SegmentDataset(source, windows, cfg, augment=False), SegmentDataset(source, windows, _cfg("lstm"), False)
+    ds.query_embedding = "ngram"
+    pool = sorted({d for t in source.tracks() for d in t.part_descriptions()})
+    one_part = [w for w in windows if not source.info(w.track).parts]
+    mixed = 0
+    for i, w in enumerate(windows):
+        mix, target, query = ds[i]
+        if not ds.picker.absent(source.info(w.track)):  # no description names a part this track lacks
+            continue
+        assert not target.any()  # still silence
+        asked = roles_named(next(d for d in pool if torch.allclose(query, embed_queries([d], "ngram")[0])))
+        second = mix - plain[i][0]
+        if second.abs().max() < 1e-3:  # no partner fits, or its synth rests in this crop
+            continue
+        mixed += 1
+        crops = {o.track: plain[windows.index(o)][1] for o in one_part}
+        track = max(crops, key=lambda t: torch.nn.functional.cosine_similarity(
+            crops[t].flatten(), second.flatten(), dim=0))
+        roles = roles_named(source.info(track).part_descriptions()[0])
+        own = set().union(*(roles_named(d) for d in source.info(w.track).part_descriptions()))
+        assert roles and not roles & asked and not roles & own, (roles, asked, own)
+    assert mixed > 0
+
+
 def test_an_augmented_query_target_goes_through_the_synths_augmentations(source):
     from synthgen_lib.train import _seeded
 
