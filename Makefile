@@ -70,7 +70,8 @@ demo-models: install sampled-deps
 # them with two synth parts: 400 procedural (seed 11) and 200 played by TimGM6mb (seed 12).
 # Eight stages, each handed on to the next: the first two paused mid-schedule (--stop-after),
 # the last six run to the end and hand on their best.pt; the sixth adds a query head, a small
-# recurrent network of its own (docs/training.md). The first stage starts from synthlstm-demo as
+# recurrent network of its own (docs/training.md). Last, the role check that fades an answer
+# where it does not sound like the role asked for (docs/models.md). The first stage starts from synthlstm-demo as
 # demo-models has just exported it, without query layers; run alone, this target starts from the
 # bundled model's trained query layers instead and trains them further.
 QUERY_TRAIN ?= $(OUT)/query-train
@@ -91,6 +92,7 @@ demo-query-model: install sampled-deps
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/7 --init $(QUERY_RUNS)/6/best.pt $(QUERY_LATER)
 	$(QUERY_TRAIN_CMD) --output $(QUERY_RUNS)/8 --init $(QUERY_RUNS)/7/best.pt $(QUERY_LATER)
 	synthgen export $(QUERY_RUNS)/8/best.pt assets/models/synthlstm-demo.pt --half
+	OMP_NUM_THREADS=1 $(PYTHON) -m synthgen_lib.roles $(QUERY_TRAIN) assets/models/rolecheck.pt 2000 synthlstm-demo
 
 SKIP_OTHER_TORCH ?=
 test: install-test

@@ -339,6 +339,10 @@ def _add_separate(sub) -> None:
     p.add_argument("--query", type=_text, default=None, metavar="DESCRIPTION",
                    help='keep only the synth part described, e.g. "warm pad" (the bundled SynthLSTM, and models '
                    'trained with --queries)')
+    p.add_argument("--no-role-check", action="store_true",
+                   help="keep the answer to --query as the model gives it; by default it fades where it does not "
+                   "sound like the role described (pad, lead, arp, pluck, chords, bass), so a part the mix "
+                   "lacks answers near silence")
     p.set_defaults(func=_run_separate)
 
 
@@ -347,7 +351,8 @@ def _run_separate(args) -> int:
 
     failed, total = [], 0
     for done in separate_files(args.inputs, args.model, args.output, segment=args.segment,
-                               overlap=args.overlap, bits=args.bits, wiener=args.wiener, query=args.query):
+                               overlap=args.overlap, bits=args.bits, wiener=args.wiener, query=args.query,
+                               **({"role_check": False} if args.no_role_check else {})):
         total += 1
         if done.status == "failed":
             failed.append(done.input)
@@ -379,6 +384,8 @@ def _add_evaluate(sub) -> None:
                    help="also list the N windows where the first model scores lowest")
     p.add_argument("--query-accuracy", action="store_true", help="also ask models trained with text queries for "
                    "each synth part of tracks with two or more (and for a part they lack), and score the answers")
+    p.add_argument("--no-role-check", action="store_true", help="with --query-accuracy: score the answers as the "
+                   "models give them, without separate's role check")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -401,7 +408,8 @@ def _run_evaluate(args) -> int:
             raise SynthGenError(f"--query-accuracy: none of {', '.join(args.model)} was trained with text queries — "
                                 "give a model trained with --queries")
         print("\n" + query_accuracy(asked, data, split=args.split, valid_fraction=args.valid_fraction, seed=args.seed,
-                                    max_tracks=args.max_tracks, progress=True).format())
+                                    max_tracks=args.max_tracks, role_check=not args.no_role_check,
+                                    progress=True).format())
     return 0
 
 

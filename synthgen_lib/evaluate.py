@@ -267,7 +267,7 @@ def _median(values: list[float]) -> float:
 def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str | Path, data: TrackSource, *,
                    split: str = "valid", window: float = 10.0, hop: float = 5.0, valid_fraction: float = 0.1,
                    seed: int = 0, max_tracks: int | None = None, tracks: list[str] | None = None,
-                   progress: bool = False) -> QueryReport:
+                   role_check: bool = True, progress: bool = False) -> QueryReport:
     """How well models trained with text queries keep the part a description asks for.
 
     On each ``split`` track of ``data`` with two or more synth parts (:attr:`TrackInfo.parts`),
@@ -276,7 +276,8 @@ def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str |
     against the other parts. Each track is also asked for a part it lacks (a description, from
     the evaluated tracks, naming only roles none of its parts plays): the answer's level relative
     to the mix, where a good model answers near silence. ``tracks`` names the tracks to ask
-    about instead of a split (e.g. those a checkpoint's training held out).
+    about instead of a split (e.g. those a checkpoint's training held out). ``role_check``: the
+    answers are :func:`~synthgen_lib.separate.separate`'s, by default after its role check.
     """
     from .data.queries import QueryPicker
     from .errors import SynthGenError
@@ -307,13 +308,13 @@ def query_accuracy(models: dict[str, nn.Module | str | Path] | nn.Module | str |
             for k, part in enumerate(info.parts):
                 for wording in QUERY_WORDINGS:
                     text = part.description if wording == "described" else part.description.split(",")[0]
-                    estimate = separate(audio.mix, model, rate, query=text).synth
+                    estimate = separate(audio.mix, model, rate, query=text, role_check=role_check).synth
                     track_windows = [w for w in ws.windows if w.track == info.name]
                     scores.accuracy[wording] += part_accuracy(estimate, parts, k, track_windows, rate)
                     if wording == "described":
                         scores.present.append(_level(estimate, audio.mix))
             if absent:
-                estimate = separate(audio.mix, model, rate, query=absent[0]).synth
+                estimate = separate(audio.mix, model, rate, query=absent[0], role_check=role_check).synth
                 scores.absent.append(_level(estimate, audio.mix))
     return report
 

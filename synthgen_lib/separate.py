@@ -103,7 +103,7 @@ def _check(model: nn.Module, where, segment: float, options: dict) -> dict:
 def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int | None = None, *,
              segment: float = 10.0, overlap: float = 0.25, batch_size: int = 4,
              device: str | torch.device | None = None, progress: Progress = False,
-             **model_kwargs) -> Separation:
+             role_check: bool = True, **model_kwargs) -> Separation:
     """Separate the synth stem from ``mix``.
 
     Args:
@@ -116,6 +116,9 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
         device: where to run; default CUDA when available.
         progress: ``True`` shows a progress bar; a function is called with (segments done,
             segments) instead (for each group of channels in turn).
+        role_check: with a ``query`` that names a synth role, fade the answer where it does not
+            sound like that role (:mod:`.roles`), so a part the mix lacks answers near
+            silence; ``False`` keeps the separator's answer as it is.
         **model_kwargs: inference options of the model's family (its ``options``, e.g.
             ``wiener=True`` for SynthLSTM); one left off (``False``/``None``) that the family
             does not have is ignored, one that is set is refused.
@@ -153,12 +156,16 @@ def separate(mix: torch.Tensor, model: nn.Module | str | Path, sample_rate: int 
                             "model is broken (NaN weights?) or this mix is out of its range; nothing was written")
     n = x.shape[-1]
     synth = torch.nn.functional.pad(synth, (0, max(0, n - synth.shape[-1])))[..., :n].to(mix.device)
+    if role_check and model_kwargs.get("query"):
+        from .roles import check_answer
+
+        synth = check_answer(synth, sample_rate, model_kwargs["query"])
     if squeeze:
         synth = synth[0]
     return Separation(synth=synth, residual=mix.float() - synth, sample_rate=sample_rate)
 
 
-_SEPARATE_SETTINGS = ("segment", "overlap", "batch_size", "device", "progress")  # separate()'s own
+_SEPARATE_SETTINGS = ("segment", "overlap", "batch_size", "device", "progress", "role_check")  # separate()'s own
 
 
 def audio_jobs(inputs: list[str | Path], output: str | Path) -> tuple[dict[Path, Path], list[tuple[Path, Path]]]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -368,6 +369,22 @@ def test_separate_query_keeps_the_part_asked_for_and_is_refused_by_a_model_witho
                              "--query", "bright saw lead")  # another query: separated again, not skipped
     assert code == 0 and "skipped" not in out
     assert np.array_equal(sf.read(str(tmp_path / "warm pad" / "example" / "synth.wav"))[0], synths["bright saw lead"])
+
+
+def test_separate_fades_a_part_the_mix_lacks_unless_told_not_to_check_roles(tmp_path):
+    import soundfile as sf
+
+    from synthgen_lib.models import ASSETS
+
+    example = ASSETS / "examples" / "mix" / "example.flac"  # its synth is a lead
+    levels = {}
+    for flags in ((), ("--no-role-check",)):
+        code, _, err = _synthgen("separate", example, "--query", "bright arp", "--output", tmp_path / str(len(flags)),
+                                 *flags)
+        assert code == 0, err
+        synth, mix = sf.read(str(tmp_path / str(len(flags)) / "example" / "synth.wav"))[0], sf.read(str(example))[0]
+        levels[flags] = 10 * math.log10((synth ** 2).sum() / (mix ** 2).sum())
+    assert levels[()] < levels[("--no-role-check",)] - 10, levels
 
 
 def test_evaluate_query_accuracy_asks_the_models_trained_with_queries(tmp_path, capsys):

@@ -29,7 +29,8 @@ Design (Open-Unmix is the reference point):
   reads the features of the whole stretch with the query and scales the answer by how sure it
   is that the part asked for plays there, meant to answer a description of a part the mix lacks
   with near silence rather than whatever the mask lets through (trained alone on a frozen
-  separator, it did not learn to tell: docs/experiments.md).
+  separator, it did not learn to tell: docs/experiments.md; :mod:`synthgen_lib.roles` checks the answer
+  itself instead, in ``separate``).
 * **Wiener-style refinement** (``wiener=True`` at inference): the estimated synth and residual
   magnitudes are turned into a power-ratio (soft Wiener) mask, which sharpens bins where one
   source clearly dominates.
