@@ -304,6 +304,8 @@ class GeneratePanel:
         self.wiener = w.Checkbox(value=False, description="Wiener refinement")
         self.query = w.Text(value=query, placeholder="which synth part, e.g. warm pad (empty: every synth part)",
                             description="part", layout=w.Layout(width="95%"))  # own layout: it is hidden alone
+        self.role_check = w.Checkbox(value=True, description="role check: fade a part that does not sound like "
+                                     "the role asked for")
         self.description = w.Text(value="bright detuned saw lead", description="description", layout=wide)
         self._known: dict[tuple[str, int], tuple[type, list[str]]] = {}
         self._net: tuple[tuple[str, int], object] | None = None
@@ -329,7 +331,8 @@ class GeneratePanel:
                              w.HBox([self.top_p, self.cfg_coef]), self.seed])
         self.model.observe(lambda _: self._show_family_controls(), names="value")
         self._show_family_controls()
-        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.query, self.knobs,
+        self.widget = w.VBox([self.source, self.path, self.upload, self.model, self.wiener, self.query,
+                              self.role_check, self.knobs,
                               w.HBox([self.button, self.download, self.progress]), self.status, self.output])
 
     def _model_options(self, model: str | None) -> list[tuple[str, str]]:
@@ -375,7 +378,7 @@ class GeneratePanel:
         except SynthGenError as exc:  # e.g. a MODEL path that is not a checkpoint: said here, and on Generate
             family, options, self.status.value = None, set(), html_line(f"error: {exc}")
         self.wiener.layout.display = "" if "wiener" in options else "none"
-        self.query.layout.display = "" if "query" in options else "none"
+        self.query.layout.display = self.role_check.layout.display = "" if "query" in options else "none"
         generator = family is not None and family.task == "generator"
         self.knobs.layout.display = "" if generator else "none"
         if generator:
@@ -450,11 +453,13 @@ class GeneratePanel:
             return result, {"mix": mix, "synth": result.synth}, tag
         boxes = {"wiener": self.wiener.value, "query": self.query.value.strip() or None}
         options = {k: v for k, v in boxes.items() if k in net.options}  # each model takes the boxes it has options for
-        result = separate(mix, net, SAMPLE_RATE, progress=step, **options)
+        checked = self.role_check.value or not options.get("query")
+        result = separate(mix, net, SAMPLE_RATE, progress=step, role_check=checked, **options)
         stems = {"mix": mix, "synth": result.synth}
         if task == "separator":  # a matcher's synth is rebuilt from its database: no residual to hear
             stems["residual"] = result.residual
-        return result, stems, "-".join(k if v is True else _slug(v) for k, v in options.items() if v)
+        tag = "-".join(k if v is True else _slug(v) for k, v in options.items() if v)
+        return result, stems, tag + ("" if checked else "-no-role-check")
 
     def _emit(self, in_panel: bool, html: str | None = None, text: str | None = None) -> None:
         # Set the panel's outputs from the kernel (rather than capturing with `with output:`):

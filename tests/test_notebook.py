@@ -133,6 +133,28 @@ def test_a_separator_with_queries_shows_the_part_box_and_keeps_the_part_asked_fo
     assert np.array_equal(sf.read(str(panel.generate(in_panel=False) / "synth.wav"))[0], every)
 
 
+def test_the_part_box_has_a_role_check_switch(project):
+    from synthgen_lib.audio import load_audio
+    from synthgen_lib.separate import separate
+
+    panel = _panel(project, "synthencoder-demo")
+    assert panel.role_check.layout.display == "none"  # no queries, no switch
+    panel.model.value = "synthlstm-demo"
+    assert panel.role_check.layout.display != "none" and panel.role_check.value
+    panel.query.value = "bright arp"
+    checked = panel.generate(in_panel=False)
+    panel.role_check.value = False
+    plain = panel.generate(in_panel=False)
+    assert (checked.name, plain.name) == ("song-synthlstm-demo-bright-arp", "song-synthlstm-demo-bright-arp-no-role-check")
+    mix = load_audio(project[1], 32000)
+    synths = []
+    for folder, check in ((checked, True), (plain, False)):
+        expected = separate(mix, "synthlstm-demo", 32000, query="bright arp", role_check=check).synth
+        synths.append(sf.read(str(folder / "synth.wav"))[0].T)
+        assert np.allclose(synths[-1], expected.numpy(), atol=1e-4)
+    assert not np.allclose(synths[0], synths[1], atol=1e-4)  # a tone is no arp: the check fades it
+
+
 def test_the_button_is_disabled_while_running_and_progress_moves(project):
     panel = _panel(project, "synthlstm-demo")
     seen = []
