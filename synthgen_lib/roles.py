@@ -28,12 +28,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.queries import roles_named
+from .data.queries import ROLE_WORDS, roles_named
 
-ROLES = ("lead", "pad", "arp", "pluck", "chords", "bass")
-"""The synth roles RoleCheck tells apart (those :func:`roles_named` finds in descriptions)."""
+ROLES = tuple(dict.fromkeys(ROLE_WORDS.values()))
+"""The synth roles RoleCheck tells apart (those :func:`roles_named` finds in descriptions):
+lead, pad, arp, pluck, chords, bass."""
 
 BUNDLED_CHECK = Path(__file__).resolve().parents[1] / "assets" / "models" / "rolecheck.pt"
+
+
+def _labels(text: str) -> torch.Tensor:
+    """1 for each role ``text`` names and 0 for the others, in :data:`ROLES` order."""
+    named = roles_named(text)
+    return torch.tensor([float(r in named) for r in ROLES])
 
 
 @dataclass
@@ -93,8 +100,8 @@ class RoleCheck(nn.Module):
         to the description ``text``; ``None`` when ``text`` names no role (nothing to check)."""
         from .audio import resample
 
-        asked = [ROLES.index(r) for r in sorted(roles_named(text)) if r in ROLES]
-        if not asked:
+        asked = _labels(text).bool()
+        if not asked.any():
             return None
         c = self.config
         mono = answer.float().reshape(-1, answer.shape[-1]).mean(0)
@@ -122,7 +129,7 @@ def check_answer(answer: torch.Tensor, sample_rate: int, text: str | None,
                  check: RoleCheck | None = None) -> torch.Tensor:
     """``answer`` scaled by ``check``'s gain for ``text`` (the bundled check by default; as it
     is when there is no description, it names no role, or no check is installed)."""
-    check = check or load_role_check()
+    check = load_role_check() if check is None else check
     gain = check.gain(answer, sample_rate, text) if check is not None and text else None
     return answer if gain is None else answer * gain
 
@@ -162,12 +169,12 @@ def _parts(source, sample_rate: int) -> list[tuple[torch.Tensor, torch.Tensor, t
         audio = None
         named = [(p.name, p.description) for p in info.parts] or [("", info.part_descriptions()[0])]
         for name, text in named:
-            roles = roles_named(text)
-            if not roles & set(ROLES):
+            labels = _labels(text)
+            if not labels.any():
                 continue
             audio = audio or source.load(info.name, sample_rate, 1)
             part = audio.parts[name] if name else audio.synth
-            items.append((part[0], audio.mix[0], torch.tensor([float(r in roles) for r in ROLES])))
+            items.append((part[0], audio.mix[0], labels))
     return items
 
 
@@ -185,8 +192,8 @@ def _answers(source, separator, sample_rate: int, rng: random.Random) -> list[tu
     rate, infos = model.config.sample_rate, list(source.tracks())
     picker, answers = QueryPicker(infos), []
     for info in infos:
-        asks = [(text, True) for text in info.part_descriptions() if roles_named(text) & set(ROLES)]
-        absent = [text for text in picker.absent(info) if roles_named(text) & set(ROLES)]
+        asks = [(text, True) for text in info.part_descriptions() if roles_named(text)]
+        absent = picker.absent(info)  # descriptions that name roles, none of this track's
         if not asks:
             continue
         if absent:
@@ -194,21 +201,41 @@ def _answers(source, separator, sample_rate: int, rng: random.Random) -> list[tu
         mix = source.load(info.name, rate, 2).mix
         for text, present in asks:
             answer = separate(mix, model, rate, query=text, role_check=False).synth.mean(0)
-            named = torch.tensor([float(r in roles_named(text)) for r in ROLES])
+            named = _labels(text)
             labels, weights = (named, torch.ones_like(named)) if present else (torch.zeros_like(named), named)
             answers.append((resample(answer[None], rate, sample_rate)[0], labels, weights))
     return answers
 
 
-def _batch(items, size: int, crop: int, rng: random.Random, others: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` random crops of parts, each with the rest of its mix let through 3 to 30 dB below
-    it, and their role labels; a share ``others`` of them are the rest of the mix instead (the
-    instruments that are not synth: piano, organ, strings, drums), the part let through 10 to 30 dB
-    below, labelled no role."""
-    xs, ys = [], []
+def _crops(items, size: int, crop: int, rng: random.Random, make, what: str) -> list[torch.Tensor]:
+    """``size`` examples ``make(item, start)`` of random ``items`` (whose first entry is audio) at
+    random starts, stacked entry by entry; ``make`` returns ``None`` for a crop too quiet to use,
+    which is drawn again (up to 20 tries per example)."""
+    made = []
     for _ in range(size * 20):
-        part, mix, labels = items[rng.randrange(len(items))]
-        s = rng.randrange(max(1, part.shape[-1] - crop))
+        item = items[rng.randrange(len(items))]
+        example = make(item, rng.randrange(max(1, item[0].shape[-1] - crop)))
+        if example is not None:
+            made.append(example)
+            if len(made) == size:
+                break
+    if not made:
+        from .errors import SynthGenError
+        raise SynthGenError(f"{what} are silent — nothing to learn roles from")
+    return [torch.stack(entries) for entries in zip(*made)]
+
+
+def _pad(x: torch.Tensor, crop: int) -> torch.Tensor:
+    return nn.functional.pad(x, (0, crop - x.shape[-1]))
+
+
+def _batch(items, size: int, crop: int, rng: random.Random, others: float) -> list[torch.Tensor]:
+    """``[crops, labels]``: ``size`` random crops of parts, each with the rest of its mix let
+    through 3 to 30 dB below it, and their role labels; a share ``others`` of them are the rest of
+    the mix instead (the instruments that are not synth: piano, organ, strings, drums), the part
+    let through 10 to 30 dB below, labelled no role."""
+    def make(item, s):
+        part, mix, labels = item
         p, rest = part[s:s + crop], mix[s:s + crop] - part[s:s + crop]
         if rng.random() < others:
             (p, rest), labels, low, high = (rest, p), torch.zeros_like(labels), -30, -10
@@ -216,33 +243,21 @@ def _batch(items, size: int, crop: int, rng: random.Random, others: float) -> tu
             low, high = -30, -3
         level = float(p.pow(2).mean().sqrt())
         if level < 1e-3:  # the part (or the rest) is silent here
-            continue
+            return None
         leak = 10 ** (rng.uniform(low, high) / 20) * level / max(float(rest.pow(2).mean().sqrt()), 1e-5)
-        xs.append(nn.functional.pad(p + leak * rest, (0, crop - p.shape[-1])))
-        ys.append(labels)
-        if len(xs) == size:
-            break
-    if not xs:
-        from .errors import SynthGenError
-        raise SynthGenError("the synth parts of this dataset are silent — nothing to learn roles from")
-    return torch.stack(xs), torch.stack(ys)
+        return _pad(p + leak * rest, crop), labels
+
+    return _crops(items, size, crop, rng, make, "the synth parts of this dataset")
 
 
-def _answer_batch(answers, size: int, crop: int, rng: random.Random) -> tuple[torch.Tensor, ...]:
-    """``size`` random crops of separator answers, with their labels and weights."""
-    xs, ys, ws = [], [], []
-    for _ in range(size * 20):
-        answer, labels, weights = answers[rng.randrange(len(answers))]
-        s = rng.randrange(max(1, answer.shape[-1] - crop))
+def _answer_batch(answers, size: int, crop: int, rng: random.Random) -> list[torch.Tensor]:
+    """``[crops, labels, weights]``: ``size`` random crops of separator answers."""
+    def make(item, s):
+        answer, labels, weights = item
         x = answer[s:s + crop]
-        if float(x.pow(2).mean().sqrt()) < 1e-6:  # nothing to hear
-            continue
-        xs.append(nn.functional.pad(x, (0, crop - x.shape[-1])))
-        ys.append(labels)
-        ws.append(weights)
-        if len(xs) == size:
-            break
-    return torch.stack(xs), torch.stack(ys), torch.stack(ws)
+        return None if float(x.pow(2).mean().sqrt()) < 1e-6 else (_pad(x, crop), labels, weights)
+
+    return _crops(answers, size, crop, rng, make, "the separator's answers")
 
 
 def train_role_check(data, output: str | Path, steps: int = 2000, batch_size: int = 32, lr: float = 1e-3,
