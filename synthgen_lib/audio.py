@@ -283,6 +283,32 @@ def mp3_bytes(wav: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
                          compression_level=PREVIEW_QUALITY)
 
 
+MP3_LEVELS = {320: 0.0, 256: 0.2, 224: 0.3, 192: 0.4, 160: 0.5, 128: 0.65}
+"""libsndfile's MP3 compression level for each constant bit rate (kbit/s), as measured on
+stereo noise at 32 kHz (libsndfile takes a level, not a rate)."""
+
+
+def codec_roundtrip(wav: np.ndarray, sample_rate: int, kbps: int) -> np.ndarray:
+    """``(channels, samples)`` encoded as a constant-bit-rate MP3 of ``kbps`` (one of
+    :data:`MP3_LEVELS`) in memory and decoded again: what a song that went through an MP3 sounds
+    like. LAME's gapless header keeps the length and alignment; the result is float32, as long as
+    the input."""
+    import io
+
+    if kbps not in MP3_LEVELS:
+        raise ValueError(f"MP3 bit rate must be one of {sorted(MP3_LEVELS)} kbit/s, got {kbps}")
+    data = np.asarray(wav, dtype=np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, data.T, int(sample_rate), format="MP3", subtype="MPEG_LAYER_III",
+             compression_level=MP3_LEVELS[kbps], bitrate_mode="CONSTANT")
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="float32", always_2d=True)
+    out = np.zeros_like(data)
+    n = min(len(decoded), data.shape[-1])
+    out[:, :n] = decoded[:n].T
+    return out
+
+
 def _full_scale(bits: int) -> float:
     """The largest value a ``bits``-bit integer format stores (just below 1.0)."""
     return 1.0 - 2.0 ** (1 - bits)

@@ -106,6 +106,10 @@ def _add_prepare(sub) -> None:
     p.add_argument("--two-parts", type=_share, metavar="SHARE",
                    help="synthetic, sampled: share of tracks whose synth has two parts of different roles "
                    f"(default {TWO_PARTS:g}); 1 for a set that teaches text queries to tell parts apart")
+    p.add_argument("--production", type=_share, default=0.0, metavar="SHARE",
+                   help="synthetic, sampled, scores: share of tracks mixed and mastered by a random production chain "
+                   "(per-stem EQ, compression, saturation, reverb, width; bus compressor, limiter, MP3), as real songs "
+                   "are (default 0)")
     p.add_argument("--workers", type=_positive(int), default=1, help="tracks written (and score files read) in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
@@ -119,7 +123,8 @@ def _run_prepare(args) -> int:
                      hop=args.hop, valid_fraction=args.valid_fraction, short=args.short,
                      target=args.target, download=args.download, soundfont=args.soundfont,
                      exclude=args.exclude, pieces=args.pieces, synth_voices=args.synth_voices,
-                     arrangement=args.arrangement, workers=args.workers, two_parts=args.two_parts)
+                     arrangement=args.arrangement, workers=args.workers, two_parts=args.two_parts,
+                     production=args.production)
     print(report.format(max_tracks=args.list))
     return 0
 

@@ -178,6 +178,10 @@ def _check_output(out: Path, root: str | Path | None) -> None:
                            "give a new or empty folder (prepare resumes only in folders it wrote)")
 
 
+def _unset(value: object) -> object:
+    return "unset" if value is None else value
+
+
 def _check_same_dataset(out: Path, source: str, root: str | None, settings: dict) -> None:
     """Resume only the dataset a folder was started with: another source (or another root, or a
     generator with other :meth:`~.data.TrackSource.settings`) going into the same folder would mix
@@ -196,7 +200,8 @@ def _check_same_dataset(out: Path, source: str, root: str | None, settings: dict
         raise DatasetError(f"{out}: this folder holds a dataset prepared from {then}, not {now} — give a new "
                            "--output folder (in the notebook: another DATASET name)")
     made = before.get("settings", settings)  # folders written before settings were recorded: not checked
-    changed = [f"--{k.replace('_', '-')} {made.get(k)}, not {v}" for k, v in settings.items() if made.get(k) != v]
+    changed = [f"--{k.replace('_', '-')} {_unset(made.get(k))}, not {_unset(settings.get(k))}"
+               for k in sorted(settings.keys() | made.keys()) if made.get(k) != settings.get(k)]
     if changed:
         raise DatasetError(f"{out}: this folder holds a dataset prepared with {'; '.join(changed)} — give a new "
                            "--output folder, or the settings it was made with")
@@ -208,7 +213,7 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             short: str = "pad", target: str = "other", download: bool = False,
             soundfont: str | Path | list | None = None, exclude: str | Path | list[str] | None = None,
             pieces: str = "all", synth_voices: str = "both", arrangement: str = "ensemble", workers: int = 1,
-            two_parts: float | None = None, sample_rate: int = SAMPLE_RATE, channels: int = 2,
+            two_parts: float | None = None, production: float = 0.0, sample_rate: int = SAMPLE_RATE, channels: int = 2,
             progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
@@ -238,6 +243,9 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         two_parts: ``synthetic`` and ``sampled`` only: the share of tracks whose synth has two
             parts (``None``: :data:`.data.synthetic.TWO_PARTS`); a folder resumes only with the
             share it was started with.
+        production: ``synthetic``, ``sampled`` and ``scores``: the share of tracks that go
+            through a production chain (:mod:`.data.production`); a folder resumes only with the
+            share it was started with.
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
@@ -247,7 +255,7 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
         valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement,
-        workers=workers, two_parts=two_parts)
+        workers=workers, two_parts=two_parts, production=production)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

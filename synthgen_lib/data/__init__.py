@@ -16,7 +16,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
                 strict: bool = False, soundfont: str | Path | list | None = None,
                 exclude: str | Path | list[str] | None = None, pieces: str = "all",
                 valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble",
-                workers: int = 1, two_parts: float | None = None) -> TrackSource:
+                workers: int = 1, two_parts: float | None = None, production: float = 0.0) -> TrackSource:
     """Open a data source by name.
 
     Args:
@@ -40,6 +40,9 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         workers: scores only: processes that read the score files.
         two_parts: synthetic and sampled only: share of tracks with two synth parts (default
             :data:`.synthetic.TWO_PARTS`).
+        production: synthetic, sampled and scores: share of tracks that go through a production
+            chain (per-stem EQ, compression, saturation, reverb, width; bus compressor, limiter,
+            MP3; :mod:`.production`).
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":
         if len(soundfont) > 1:
@@ -48,18 +51,22 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
     if two_parts is not None and kind not in ("synthetic", "sampled"):
         raise SynthGenError(f"the {kind!r} source takes its parts from its tracks: the share of two-part tracks "
                             "is for the synthetic and sampled sources")
+    if production and kind not in ("synthetic", "sampled", "scores"):
+        raise SynthGenError(f"the {kind!r} source reads finished mixes: a production chain is for the synthetic, "
+                            "sampled and scores sources")
     if kind in ("synthetic", "sampled"):
         from .synthetic import TWO_PARTS, SyntheticSource
 
         return SyntheticSource(num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                                soundfont=(soundfont or True) if kind == "sampled" else None,
-                               two_parts=TWO_PARTS if two_parts is None else two_parts)
+                               two_parts=TWO_PARTS if two_parts is None else two_parts, production=production)
     if kind == "scores":
         from .scores import ScoresSource
 
         return ScoresSource(root or "music21", num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                             soundfonts=soundfont, exclude=exclude, pieces=pieces, valid_fraction=valid_fraction,
-                            synth_voices=synth_voices, arrangement=arrangement, workers=workers)
+                            synth_voices=synth_voices, arrangement=arrangement, workers=workers,
+                            production=production)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

@@ -550,6 +550,7 @@ class ScoresSource(RenderedSource):
         channels: 1 or 2.
         workers: processes that read the score files (music21's parsing is slow the first time).
         cache: rendered tracks kept in memory.
+        production: share of tracks that go through a production chain (:mod:`.production`).
     """
 
     kind = "scores"
@@ -558,8 +559,8 @@ class ScoresSource(RenderedSource):
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
                  synth_voices: str = "both", arrangement: str = "ensemble", channels: int = 2, cache: int = 4,
-                 workers: int = 1):
-        super().__init__(cache)
+                 workers: int = 1, production: float = 0.0):
+        super().__init__(cache, production)
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
         if pieces not in ("all", "train", "valid"):

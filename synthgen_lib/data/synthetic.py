@@ -24,6 +24,7 @@ procedural voices never made.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ import numpy as np
 import torch
 from scipy import signal
 
+from ..errors import SynthGenError
+from .production import draw_production, produce, production_names
 from .soundfont import DRUM_KEYS, choose_programs, describe_sampled, describe_sampled_parts, find_soundfont, render_notes
 from .tracks import PartInfo, TrackInfo, TrackSource
 
@@ -775,18 +778,29 @@ def part_infos(descriptions: list[str]) -> tuple[PartInfo, ...]:
 
 class RenderedSource(TrackSource):
     """A source whose tracks are rendered whole on demand (:meth:`_render`) and cut into the
-    spans asked for; the ``cache`` most recent renderings are kept."""
+    spans asked for; the ``cache`` most recent renderings are kept. A share ``production`` of
+    the tracks (drawn per track from the set's ``seed`` and the track's index) go through a
+    production chain (:mod:`.production`) after rendering."""
 
-    def __init__(self, cache: int = 4):
+    seed: int = 0
+    _index: dict[str, int]
+
+    def __init__(self, cache: int = 4, production: float = 0.0):
         super().__init__()
+        if not 0.0 <= production <= 1.0:
+            raise SynthGenError(f"production must be a share between 0 and 1, got {production}")
         self._cache: OrderedDict[tuple[str, int], SyntheticTrack] = OrderedDict()
         self._cache_size = cache
+        self.production = production
+
+    def settings(self) -> dict[str, object]:
+        return {"production": self.production} if self.production else {}
 
     def render(self, name: str, sample_rate: int = 32_000) -> SyntheticTrack:
         """The whole rendered track ``name`` (cached)."""
         key = (name, sample_rate)
         if key not in self._cache:
-            self._cache[key] = self._render(name, sample_rate)
+            self._cache[key] = self._produced(self._render(name, sample_rate), self._index[name], sample_rate)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
@@ -795,6 +809,19 @@ class RenderedSource(TrackSource):
     @abc.abstractmethod
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         """Render track ``name`` whole at ``sample_rate``."""
+
+    def _produced(self, track: SyntheticTrack, index: int, sample_rate: int) -> SyntheticTrack:
+        """``track`` through a production chain drawn for it, if it is among the produced share
+        (the draw is its own: the rest of the track is what it is without production)."""
+        rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index), 9]))
+        if not (self.production and rng.uniform() < self.production):
+            return track
+        chain = draw_production(rng, production_names(list(track.stems), len(track.parts)))
+        stems, parts = produce(track.stems, track.parts, sample_rate, chain)
+        stems = {k: v.astype(np.float32) for k, v in stems.items()}
+        return dataclasses.replace(track, stems=stems, mix=np.sum(np.stack(list(stems.values())), axis=0,
+                                                                    dtype=np.float32),
+                                   parts=[p.astype(np.float32) for p in parts])
 
     def _load(self, info: TrackInfo, sample_rate: int, offset: float,
               duration: float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -825,14 +852,15 @@ class SyntheticSource(RenderedSource):
             :func:`.soundfont.find_soundfont`) instead of the procedural voices; the source's
             kind is then ``sampled``.
         two_parts: share of tracks whose synth has two parts (see :func:`sample_spec`).
+        production: share of tracks that go through a production chain (:mod:`.production`).
     """
 
     kind = "synthetic"
 
     def __init__(self, num_tracks: int = 64, seed: int = 0, track_duration: float = 30.0,
                  channels: int = 2, cache: int = 4, soundfont: str | Path | bool | None = None,
-                 two_parts: float = TWO_PARTS):
-        super().__init__(cache)
+                 two_parts: float = TWO_PARTS, production: float = 0.0):
+        super().__init__(cache, production)
         if num_tracks < 1:
             raise ValueError(f"num_tracks must be at least 1, got {num_tracks}")
         self.soundfont = None
@@ -854,7 +882,7 @@ class SyntheticSource(RenderedSource):
 
     def settings(self) -> dict[str, object]:
         return {"track_duration": self.track_duration, "two_parts": self.two_parts,
-                "soundfont": None if self.soundfont is None else Path(self.soundfont).name}
+                "soundfont": None if self.soundfont is None else Path(self.soundfont).name, **super().settings()}
 
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         return render_track(self.seed, self._index[name], self.track_duration, sample_rate, self.channels,
