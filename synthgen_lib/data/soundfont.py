@@ -28,7 +28,10 @@ from ..audio import load_audio
 from ..errors import SynthGenError
 
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"))
-SOUNDFONT_NAMES = ("default-GM.sf2", "FluidR3_GM.sf2", "TimGM6mb.sf2")
+# The GM SoundFonts looked for by name before Debian's default-GM.sf2 link, which points at the
+# installed SoundFont of highest priority: installing a training source such as opl3-soundfont
+# (an FM chip's sounds, priority 30) would otherwise change what "the installed one" plays.
+SOUNDFONT_NAMES = ("FluidR3_GM.sf2", "TimGM6mb.sf2", "default-GM.sf2")
 
 # General MIDI programs (0-based) that can play each part. Synth parts use the SoundFont's
 # sampled synthesizers (leads 80-87, pads 88-95, synth strings/brass/bass), the accompaniment
@@ -100,7 +103,8 @@ def describe_sampled_parts(spec) -> list[str]:
 
 
 def find_soundfont(path: str | Path | None = None) -> Path:
-    """The SoundFont to play with: ``path`` if given, else the first GM SoundFont installed.
+    """The SoundFont to play with: ``path`` if given, else the first of :data:`SOUNDFONT_NAMES`
+    installed (FluidR3, then TimGM6mb, then whatever Debian's default-GM.sf2 link points at).
 
     Raises:
         SynthGenError: ``path`` does not exist or is not a SoundFont, or none is installed.

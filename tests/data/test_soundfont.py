@@ -82,3 +82,19 @@ def test_bad_soundfonts_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(SynthGenError, match="FluidSynth is not installed"):
         render_notes([Note(0.0, 0.5, 60, 0.8)], 0, SR, SR, find_soundfont())
+
+
+def test_the_default_is_a_named_gm_soundfont_before_debians_default_link(tmp_path, monkeypatch):
+    """Installing an FM SoundFont for training (opl3-soundfont) repoints default-GM.sf2 at it;
+    'the installed one' must stay FluidR3 or TimGM6mb."""
+    from synthgen_lib.data import soundfont as module
+
+    real = find_soundfont()
+    folder = tmp_path / "sf2"
+    folder.mkdir()
+    (folder / "OPL-3_FM_128M.sf2").write_bytes(real.read_bytes()[:12])
+    (folder / "default-GM.sf2").symlink_to(folder / "OPL-3_FM_128M.sf2")
+    monkeypatch.setattr(module, "SOUNDFONT_DIRS", (folder,))
+    assert find_soundfont() == folder / "default-GM.sf2"  # only the link: it is what there is
+    (folder / "TimGM6mb.sf2").write_bytes(real.read_bytes()[:12])
+    assert find_soundfont() == folder / "TimGM6mb.sf2"
