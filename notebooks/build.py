@@ -113,6 +113,7 @@ EXCLUDE = ""  #@param {type:"string"}
 ARRANGEMENT = "ensemble"  #@param ["ensemble", "electronic", "both"]
 SYNTH_VOICES = "both"  #@param ["both", "soundfont", "procedural", "lmms", "all"]
 PRODUCTION = 0.0  #@param {type:"slider", min:0, max:1, step:0.1}
+SAMPLES = ""  #@param {type:"string"}
 DATASET = "synth64"  #@param {type:"string"}
 TRACKS = 64  #@param {type:"integer"}
 TRACK_DURATION = 30.0  #@param {type:"number"}
@@ -135,7 +136,9 @@ GET_SHA256 = ""  #@param {type:"string"}''', tags=["parameters"]),
            "SoundFont synth programs and the generator's procedural voices (`both`), one of them, LMMS's "
            "synth-engine presets (`lmms`; installs LMMS on Colab), or `all` three. `PRODUCTION` (synthetic, sampled, "
            "scores): the share of tracks mixed and mastered by a random production chain (per-stem EQ, compression, "
-           "saturation, reverb, width; bus compressor, limiter, MP3), as real songs are."),
+           "saturation, reverb, width; bus compressor, limiter, MP3), as real songs are. `SAMPLES` (scores): a folder of "
+           "recorded instruments and drum kits (tonejs-instruments and Salamander packages, Hydrogen kits: docs/data.md) "
+           "that play half the accompaniment parts they have recordings for."),
         code(INSTALL),
         code(INSTALL_RUN),
         code('''if "google.colab" in sys.modules and SOURCE in ("sampled", "scores"):
@@ -168,7 +171,8 @@ if got:
 dataset = project / "datasets" / DATASET
 report = prepare(SOURCE, ROOT or None, dataset, num_tracks=TRACKS, track_duration=TRACK_DURATION,
                  window=WINDOW, hop=HOP, soundfont=SOUNDFONT or None, exclude=EXCLUDE or None,
-                 arrangement=ARRANGEMENT, synth_voices=SYNTH_VOICES, production=PRODUCTION)
+                 arrangement=ARRANGEMENT, synth_voices=SYNTH_VOICES, production=PRODUCTION,
+                 samples=SAMPLES or None)
 print(report.format())'''),
         md("## Listen to a few windows\nMix and synth of the first validation windows, with spectrograms."),
         code('''from synthgen_lib.data import FolderSource, make_windows

@@ -110,6 +110,10 @@ def _add_prepare(sub) -> None:
                    help="synthetic, sampled, scores: share of tracks mixed and mastered by a random production chain "
                    "(per-stem EQ, compression, saturation, reverb, width; bus compressor, limiter, MP3), as real songs "
                    "are (default 0)")
+    p.add_argument("--samples", nargs="+", metavar="DIR",
+                   help="scores: folders of recorded instruments and drum kits (tonejs-instruments and Salamander "
+                   "packages, Hydrogen kits; make sources installs them) that play half the accompaniment parts "
+                   "and drums they have recordings for")
     p.add_argument("--workers", type=_positive(int), default=1, help="tracks written (and score files read) in parallel (default 1)")
     p.add_argument("--list", type=int, default=20, metavar="N", help="show the first N tracks (default 20)")
     p.set_defaults(func=_run_prepare)
@@ -124,7 +128,7 @@ def _run_prepare(args) -> int:
                      target=args.target, download=args.download, soundfont=args.soundfont,
                      exclude=args.exclude, pieces=args.pieces, synth_voices=args.synth_voices,
                      arrangement=args.arrangement, workers=args.workers, two_parts=args.two_parts,
-                     production=args.production)
+                     production=args.production, samples=args.samples)
     print(report.format(max_tracks=args.list))
     return 0
 

@@ -113,7 +113,7 @@ class LossPlot:
 # notebook names what to change there (flags without a notebook setting are left as they are).
 NOTEBOOK_SETTINGS = {"--root": "ROOT", "--window": "WINDOW", "--hop": "HOP", "--tracks": "TRACKS",
                      "--track-duration": "TRACK_DURATION", "--soundfont": "SOUNDFONT", "--exclude": "EXCLUDE",
-                     "--arrangement": "ARRANGEMENT", "--synth-voices": "SYNTH_VOICES", "--production": "PRODUCTION",
+                     "--arrangement": "ARRANGEMENT", "--synth-voices": "SYNTH_VOICES", "--production": "PRODUCTION", "--samples": "SAMPLES",
                      "--lr": "LEARNING_RATE", "--init": "INIT", "--model-config": "MODEL_CONFIG",
                      "--epochs": "EPOCHS", "--steps-per-epoch": "STEPS_PER_EPOCH", "--batch-size": "BATCH_SIZE",
                      "--segment": "SEGMENT", "--accumulate": "ACCUMULATE", "--model": "MODEL"}

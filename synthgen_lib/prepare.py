@@ -213,7 +213,8 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
             short: str = "pad", target: str = "other", download: bool = False,
             soundfont: str | Path | list | None = None, exclude: str | Path | list[str] | None = None,
             pieces: str = "all", synth_voices: str = "both", arrangement: str = "ensemble", workers: int = 1,
-            two_parts: float | None = None, production: float = 0.0, sample_rate: int = SAMPLE_RATE, channels: int = 2,
+            two_parts: float | None = None, production: float = 0.0,
+            samples: list[str | Path] | str | Path | None = None, sample_rate: int = SAMPLE_RATE, channels: int = 2,
             progress: bool = True) -> PrepareReport:
     """List a dataset's tracks, windows and split; optionally write it in the folder layout.
 
@@ -246,6 +247,9 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         production: ``synthetic``, ``sampled`` and ``scores``: the share of tracks that go
             through a production chain (:mod:`.data.production`); a folder resumes only with the
             share it was started with.
+        samples: ``scores`` only: folders of recorded instruments and drum kits
+            (:mod:`.data.samples`) that play half the accompaniment parts and drums they have
+            recordings for.
         sample_rate, channels: format of the written files.
         progress: show a progress bar while writing.
     """
@@ -255,7 +259,7 @@ def prepare(source: str | TrackSource = "synthetic", root: str | Path | None = N
         source, root, num_tracks=num_tracks, seed=seed, track_duration=track_duration,
         target=target, download=download, soundfont=soundfont, exclude=exclude, pieces=pieces,
         valid_fraction=valid_fraction, synth_voices=synth_voices, arrangement=arrangement,
-        workers=workers, two_parts=two_parts, production=production)
+        workers=workers, two_parts=two_parts, production=production, samples=samples)
     ws = make_windows(src.tracks(), window, hop, valid_fraction, seed, short)
     per_track = {}
     for w in ws.windows:

@@ -16,7 +16,8 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
                 strict: bool = False, soundfont: str | Path | list | None = None,
                 exclude: str | Path | list[str] | None = None, pieces: str = "all",
                 valid_fraction: float = 0.1, synth_voices: str = "both", arrangement: str = "ensemble",
-                workers: int = 1, two_parts: float | None = None, production: float = 0.0) -> TrackSource:
+                workers: int = 1, two_parts: float | None = None, production: float = 0.0,
+                samples: list[str | Path] | str | Path | None = None) -> TrackSource:
     """Open a data source by name.
 
     Args:
@@ -43,6 +44,8 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         production: synthetic, sampled and scores: share of tracks that go through a production
             chain (per-stem EQ, compression, saturation, reverb, width; bus compressor, limiter,
             MP3; :mod:`.production`).
+        samples: scores only: folders of recorded instruments and drum kits (:mod:`.samples`)
+            that play half the accompaniment parts and drums they have recordings for.
     """
     if isinstance(soundfont, (list, tuple)) and kind != "scores":
         if len(soundfont) > 1:
@@ -54,6 +57,9 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
     if production and kind not in ("synthetic", "sampled", "scores"):
         raise SynthGenError(f"the {kind!r} source reads finished mixes: a production chain is for the synthetic, "
                             "sampled and scores sources")
+    if samples and kind != "scores":
+        raise SynthGenError(f"the {kind!r} source plays no score parts: recorded instruments (--samples) are for the "
+                            "scores source")
     if kind in ("synthetic", "sampled"):
         from .synthetic import TWO_PARTS, SyntheticSource
 
@@ -66,7 +72,7 @@ def open_source(kind: str, root: str | Path | None = None, *, num_tracks: int = 
         return ScoresSource(root or "music21", num_tracks=num_tracks, seed=seed, track_duration=track_duration,
                             soundfonts=soundfont, exclude=exclude, pieces=pieces, valid_fraction=valid_fraction,
                             synth_voices=synth_voices, arrangement=arrangement, workers=workers,
-                            production=production)
+                            production=production, samples=samples)
     if kind != "musdb" and root is None:
         raise SynthGenError(f"the {kind!r} source needs a dataset folder (--root)")
     if kind == "folder":

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import SynthGenError
 from .lmms import PRESETS, preset_name, render_preset, synth_presets
+from .samples import SampleSet, hydrogen_sets, render_samples, salamander_sets, tonejs_sets
 from .soundfont import DRUM_KEYS, GM_NAMES, find_soundfont, render_notes
 from .synthetic import (_DRUM_PATTERNS, Note, RenderedSource, SyntheticTrack, _join, _pan, _place, _reverb,
                         _rms, _synth_part, _synth_voice, part_infos, synth_effects)
@@ -129,6 +130,7 @@ class PartPlan:
     pan: float = 0.0  # accompaniment only
     level_db: float = 0.0  # accompaniment only
     preset: str | None = None  # a synth's LMMS preset file (under lmms.PRESETS)
+    samples: str | None = None  # accompaniment only: the recorded instrument (SampleSet name) instead of the SoundFont
 
     def instrument(self) -> str:
         if self.preset is not None:
@@ -156,6 +158,7 @@ class ScoreTrackSpec:
     text: str = ""
     arrangement: str = "ensemble"  # or "electronic" (see plan_track)
     parts_text: tuple[str, ...] = ()  # what each synth part is, in the order of the synth plans
+    drum_kit: str | None = None  # a recorded drum kit (SampleSet name) instead of the SoundFont's
 
     def _describe_parts(self, piece: Piece) -> tuple[str, ...]:
         """Each synth part on its own: voice, role and register, e.g. 'warm saw pad, low register'
@@ -412,6 +415,45 @@ def plan_track(piece: Piece, seed: int, index: int, soundfonts: list[str], durat
     return dataclasses.replace(spec, text=spec._describe(piece), parts_text=spec._describe_parts(piece))
 
 
+SAMPLED_SHARE = 0.5
+"""Share of the accompaniment parts (and drum kits) that a recorded instrument plays, where the
+source has recordings of the part's instrument."""
+
+
+def with_samples(spec: ScoreTrackSpec, seed: int, index: int, sets: dict[str, SampleSet]) -> ScoreTrackSpec:
+    """``spec`` with :data:`SAMPLED_SHARE` of its accompaniment parts played by a recorded
+    instrument of ``sets`` of the same GM program (and of its drums by a recorded kit), where
+    there is one. Drawn from a generator of its own, so everything else :func:`plan_track` drew
+    is as it would be without recordings."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 10]))
+    by_program: dict[int, list[str]] = {}
+    for name, s in sorted(sets.items()):
+        if not s.drums:
+            by_program.setdefault(s.program, []).append(name)
+    kits = sorted(name for name, s in sets.items() if s.drums)
+    plans = []
+    for plan in spec.plans:
+        choices = [] if plan.synth else by_program.get(plan.program, [])
+        if choices and rng.random() < SAMPLED_SHARE:
+            plan = dataclasses.replace(plan, samples=str(rng.choice(choices)))
+        plans.append(plan)
+    kit = str(rng.choice(kits)) if spec.drums and kits and rng.random() < SAMPLED_SHARE else None
+    return dataclasses.replace(spec, plans=tuple(plans), drum_kit=kit)
+
+
+def find_sample_sets(roots: list[str | Path], problems: list[str]) -> dict[str, SampleSet]:
+    """Every recorded instrument and drum kit under ``roots`` (:mod:`.samples`: tonejs-instruments
+    and Salamander packages, Hydrogen drum kits), by name; what cannot be read goes to
+    ``problems``."""
+    sets: dict[str, SampleSet] = {}
+    for root in roots:
+        if not Path(root).expanduser().is_dir():
+            raise SynthGenError(f"{root}: no such folder of recorded instruments (make sources packs them)")
+        for found in (tonejs_sets(root, problems), salamander_sets(root, problems), hydrogen_sets(root, problems)):
+            sets.update((s.name, s) for s in found)
+    return sets
+
+
 def excerpt_notes(piece: Piece, spec: ScoreTrackSpec, plan: PartPlan, rng=None) -> list[Note]:
     """The notes a plan plays in the excerpt, in seconds, moved into its range (the piece is
     repeated from its start where the excerpt runs past its end)."""
@@ -434,9 +476,10 @@ def excerpt_notes(piece: Piece, spec: ScoreTrackSpec, plan: PartPlan, rng=None) 
 # --------------------------------------------------------------------------------------------
 
 def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int, sample_rate: int = 32_000,
-                       channels: int = 2) -> SyntheticTrack:
+                       channels: int = 2, sample_sets: dict[str, SampleSet] | None = None) -> SyntheticTrack:
     """Play ``spec``'s excerpt of ``piece``: stems ``synth`` and one per accompaniment
-    instrument (and ``drums``), summing exactly to ``mix``."""
+    instrument (and ``drums``), summing exactly to ``mix``. ``sample_sets`` holds the recorded
+    instruments the spec names (:func:`with_samples`)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 8]))
     sr, n = sample_rate, int(round(spec.duration * sample_rate))
     synth = np.zeros((channels, n))
@@ -452,6 +495,8 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
             x = render_preset(notes, plan.preset, n, sr, spec.bpm)
         elif plan.program is None:
             x = _place(notes, lambda nt, v=plan.voice: _synth_voice(nt, v, sr, rng), n, sr, rng)
+        elif plan.samples is not None:
+            x = render_samples(notes, sample_sets[plan.samples], n, sr)
         else:
             x = render_notes(notes, plan.program, n, sr, plan.soundfont)
         if not np.any(x):
@@ -470,7 +515,10 @@ def render_score_track(piece: Piece, spec: ScoreTrackSpec, seed: int, index: int
                 for bar in range(int(spec.duration / (16 * step)) + 1)
                 for name, steps in (("kick", kick), ("snare", snare), ("hat", hat), ("open", opn)) for s in steps
                 if bar * 16 * step + s * step < spec.duration]
-        x = render_notes(hits, 0, n, sr, spec.drums_soundfont, drums=True)
+        if spec.drum_kit is not None:
+            x = render_samples(hits, sample_sets[spec.drum_kit], n, sr)
+        else:
+            x = render_notes(hits, 0, n, sr, spec.drums_soundfont, drums=True)
         stems["drums"] = _pan(x / _rms(x), 0.0, channels) * 10 ** (float(rng.uniform(-3, 1)) / 20)
     accomp = sum(stems.values()) if stems else np.zeros((channels, n))
     if not np.any(synth):
@@ -549,6 +597,9 @@ class ScoresSource(RenderedSource):
         valid_fraction: share of pieces in the validation split.
         channels: 1 or 2.
         workers: processes that read the score files (music21's parsing is slow the first time).
+        samples: folders of recorded instruments and drum kits (:mod:`.samples`) that play
+            :data:`SAMPLED_SHARE` of the accompaniment parts they have recordings for, and of
+            the drums, instead of the SoundFonts.
         cache: rendered tracks kept in memory.
         production: share of tracks that go through a production chain (:mod:`.production`).
     """
@@ -559,7 +610,7 @@ class ScoresSource(RenderedSource):
                  track_duration: float = 30.0, soundfonts: list[str | Path] | str | Path | None = None,
                  exclude: str | Path | list[str] | None = None, pieces: str = "all", valid_fraction: float = 0.1,
                  synth_voices: str = "both", arrangement: str = "ensemble", channels: int = 2, cache: int = 4,
-                 workers: int = 1, production: float = 0.0):
+                 workers: int = 1, production: float = 0.0, samples: list[str | Path] | str | Path | None = None):
         super().__init__(cache, production)
         if num_tracks < 1:
             raise SynthGenError(f"num_tracks must be at least 1, got {num_tracks}")
@@ -574,6 +625,14 @@ class ScoresSource(RenderedSource):
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
             soundfonts = [soundfonts]
         self.soundfonts = [str(find_soundfont(sf)) for sf in soundfonts]
+        self.sample_roots = [str(samples)] if isinstance(samples, (str, Path)) else [str(s) for s in samples or []]
+        problems: list[str] = []
+        self.sample_sets = find_sample_sets(self.sample_roots, problems)
+        for line in problems:
+            self.problems.add("recording not used", line)
+        if self.sample_roots and not self.sample_sets:
+            raise SynthGenError(f"{', '.join(self.sample_roots)}: no recorded instruments or drum kits found "
+                                "(tonejs-instruments, Salamander piano or Hydrogen kit folders; make sources packs them)")
         self.presets: dict[str, list[str]] = {"train": [], "valid": []}  # by side of the split
         if synth_voices in ("lmms", "all"):
             for rel in synth_presets():
@@ -620,6 +679,8 @@ class ScoresSource(RenderedSource):
             name = f"scores_s{seed}_{i:05d}_{_slug(piece.path)}"
             spec = plan_track(piece, seed, i, self.soundfonts, self.track_duration, name, synth_voices, arrangement,
                               self.presets[piece_split(piece.path, valid_fraction)])
+            if self.sample_sets:
+                spec = with_samples(spec, seed, i, self.sample_sets)
             self.specs[name] = spec
             self._tracks[name] = TrackInfo(name, self.track_duration, spec.describe(),
                                            piece_split(piece.path, valid_fraction), parts=part_infos(spec.parts_text))
@@ -628,4 +689,7 @@ class ScoresSource(RenderedSource):
     def _render(self, name: str, sample_rate: int) -> SyntheticTrack:
         spec = self.specs[name]
         return render_score_track(self.pieces[spec.piece], spec, self.seed, self._index[name], sample_rate,
-                                  self.channels)
+                                  self.channels, self.sample_sets)
+
+    def settings(self) -> dict[str, object]:
+        return {**super().settings(), **({"samples": sorted(self.sample_sets)} if self.sample_sets else {})}

@@ -2,6 +2,7 @@
 music21's corpus) played as multitracks with a synth part."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -304,3 +305,65 @@ def test_electronic_tracks_give_each_synth_part_with_its_own_description(wide_fo
         audio = source.load(info.name, SR, 2)
         np.testing.assert_allclose(sum(audio.parts.values()).numpy(), audio.synth.numpy(), atol=1e-5)
         assert sum(float(p.abs().max()) > 1e-3 for p in audio.parts.values()) >= 2  # they really play
+
+
+def _recorded_library(root: Path) -> Path:
+    """A fixture library: every tonejs instrument the scores source's ensembles use, two notes
+    each, and one Hydrogen kit."""
+    from synthgen_lib.data.samples import TONEJS_PROGRAMS
+
+    from ..conftest import tone, write
+
+    for name in TONEJS_PROGRAMS:
+        for note_name, freq in (("C3", 130.8), ("C5", 523.3)):
+            write(root / f"tonejs-instrument-{name}-wav" / "package" / f"{note_name}.wav", tone(0.5, 16_000, freq=freq), 16_000)
+    kit = root / "Fixture Kit"
+    for hit in ("kick", "snare", "hat"):
+        write(kit / f"{hit}.wav", tone(0.1, 16_000, freq=80.0 if hit == "kick" else 2000.0), 16_000)
+    (kit / "drumkit.xml").write_text(
+        "<drumkit_info><name>Fixture Kit</name><instrumentList>"
+        + "".join(f"<instrument><id>{i}</id><name>{n}</name><layer><filename>{f}.wav</filename><min>0</min>"
+                  "<max>1</max></layer></instrument>"
+                  for i, (n, f) in enumerate((("Kick", "kick"), ("Snare", "snare"), ("Closed Hat", "hat"))))
+        + "</instrumentList></drumkit_info>")
+    return root
+
+
+def test_recorded_instruments_play_half_the_parts_they_have_without_changing_the_rest(score_folder, tmp_path):
+    library = _recorded_library(tmp_path / "library")
+    plain = ScoresSource(score_folder, num_tracks=16, seed=5, track_duration=4.0, arrangement="both")
+    recorded = ScoresSource(score_folder, num_tracks=16, seed=5, track_duration=4.0, arrangement="both",
+                            samples=[library])
+    assert "Fixture Kit (Hydrogen kit)" in recorded.sample_sets
+    coverable = played = 0
+    kits = drummed = 0
+    for name, spec in recorded.specs.items():
+        before = plain.specs[name]
+        # everything plan_track drew is the same; only who plays the accompaniment may change
+        assert [dataclasses.replace(p, samples=None) for p in spec.plans] == list(before.plans)
+        assert dataclasses.replace(spec, drum_kit=None, plans=before.plans) == before
+        for p in spec.plans:
+            if not p.synth and p.program in {s.program for s in recorded.sample_sets.values()}:
+                coverable += 1
+                played += p.samples is not None
+            assert p.samples is None or recorded.sample_sets[p.samples].program == p.program
+        kits += spec.drums is not None
+        drummed += spec.drum_kit is not None
+    assert coverable >= 8 and 0.2 < played / coverable < 0.8  # about half
+    assert kits and 0 < drummed < kits
+    for name in (next(n for n, s in recorded.specs.items() if any(p.samples for p in s.plans)),
+                 next(n for n, s in recorded.specs.items() if s.drum_kit)):
+        track = recorded.render(name, SR)
+        np.testing.assert_allclose(track.mix, np.sum(np.stack(list(track.stems.values())), axis=0), atol=1e-6)
+        assert not np.allclose(track.mix, plain.render(name, SR).mix, atol=1e-3)
+    assert recorded.settings()["samples"] == sorted(recorded.sample_sets) and "samples" not in plain.settings()
+
+
+def test_recorded_instruments_are_refused_in_one_line_where_they_cannot_play(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SynthGenError, match="no recorded instruments or drum kits found"):
+        ScoresSource(tmp_path, num_tracks=1, samples=[empty])
+    assert main(["prepare", "--source", "synthetic", "--samples", str(empty), "--tracks", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--samples" in err and "scores source" in err and len(err.splitlines()) == 1
