@@ -140,7 +140,7 @@ def train_for(make, batch: int, segment: float, seconds: float, source, windows,
 def run_seed(keys: list[str], minutes: float, tracks: int, seed: int) -> dict[str, dict]:
     """Render ``tracks`` synthetic tracks of ``seed``, train each contender for ``minutes`` on
     the training tracks, score all on the held-out ones; prints the table and returns each
-    method's window SI-SDR ``name -> {"median", "mean"}`` (mix and oracle included)."""
+    method's window SI-SDR ``name -> {"median", "mean"}`` (mix, oracle and hpss included)."""
     from synthgen_lib.data import make_windows
     from synthgen_lib.data.synthetic import SyntheticSource
     from synthgen_lib.evaluate import evaluate

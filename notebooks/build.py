@@ -250,7 +250,7 @@ plot = LossPlot(run / "metrics.jsonl")
 result = train(data, run, config, MODEL_CONFIG, on_epoch=plot.update, init=INIT or None)
 print(f"{result.step} steps; best validation loss {result.best_valid_loss:.4f}; best checkpoint {result.best}")'''),
         md("## Evaluate\nSeparation models: SI-SDR of the best checkpoint on the validation tracks, next to the mix "
-           "itself and the oracle ratio mask (under a second per 20-s track with the bundled-size models on a CPU). SynthMatch: the log-mel distance "
+           "itself, the oracle ratio mask and librosa's HPSS (about 3 s per 20-s track on a CPU, most of it HPSS). SynthMatch: the log-mel distance "
            "(LMD, lower is better) next to random database segments. SynthGen: its validation "
            "cross-entropy, and how much higher it is when the mix is taken away (does it listen to the mix?)."),
         code('''from synthgen_lib.evaluate import evaluate_run
