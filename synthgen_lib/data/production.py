@@ -188,6 +188,15 @@ def _smooth(target_db: np.ndarray, attack: float, release: float) -> np.ndarray:
     return out
 
 
+def _blocks(x: np.ndarray, block: int, fill: float) -> np.ndarray:
+    """``x`` ``(..., samples)`` cut into blocks of ``block`` samples, ``(..., blocks, block)``,
+    the last one padded with ``fill``."""
+    n = x.shape[-1]
+    padded = np.full((*x.shape[:-1], -(-n // block) * block), fill, dtype=float)
+    padded[..., :n] = x
+    return padded.reshape(*x.shape[:-1], -1, block)
+
+
 def _block_gain(gain_blocks: np.ndarray, samples: int, block: int) -> np.ndarray:
     """A per-block gain curve as a per-sample one (linear between block centres)."""
     centres = (np.arange(len(gain_blocks)) + 0.5) * block
@@ -199,10 +208,7 @@ def compressor_gain(x: np.ndarray, sample_rate: int, comp: Compressor) -> np.nda
     1 ms blocks, both channels linked) above the threshold is reduced to ``1 / ratio``."""
     block = max(1, int(BLOCK_S * sample_rate))
     n = x.shape[-1]
-    blocks = -(-n // block)
-    padded = np.zeros((x.shape[0], blocks * block))
-    padded[:, :n] = x
-    power = (padded.reshape(x.shape[0], blocks, block) ** 2).mean(axis=(0, 2))
+    power = (_blocks(x, block, 0.0) ** 2).mean(axis=(0, 2))
     level_db = 10 * np.log10(power + 1e-12)
     rms_db = 10 * np.log10(float(np.mean(x ** 2)) + 1e-12)
     over = np.maximum(level_db - (rms_db + comp.threshold_db), 0.0)
@@ -273,17 +279,14 @@ def limiter_gain(mix: np.ndarray, sample_rate: int, limiter: Limiter) -> np.ndar
     before it (a minimum then a moving average over as many samples, so the gain is already low
     enough when the peak arrives) and recovers with the release time."""
     peak = np.abs(mix).max(axis=0)
-    drive = 10 ** (limiter.drive_db / 20) * 10 ** (limiter.ceiling_db / 20) / (peak.max() + 1e-12)
     ceiling = 10 ** (limiter.ceiling_db / 20)
+    drive = 10 ** (limiter.drive_db / 20) * ceiling / (peak.max() + 1e-12)
     need = np.minimum(1.0, ceiling / (peak * drive + 1e-12))
     size = max(1, int(limiter.lookahead * sample_rate))
     held = ndimage.minimum_filter1d(need, 2 * size + 1, mode="nearest")
     smooth = ndimage.uniform_filter1d(held, size, mode="nearest")
     block = max(1, int(BLOCK_S * sample_rate))
-    blocks = -(-len(smooth) // block)
-    padded = np.ones(blocks * block)
-    padded[: len(smooth)] = smooth
-    reduction = -20 * np.log10(padded.reshape(blocks, block).min(axis=1))
+    reduction = -20 * np.log10(_blocks(smooth, block, 1.0).min(axis=1))
     released = _smooth(reduction, 0.0, limiter.release)  # instant attack: the look-ahead did that
     gain = np.minimum(smooth, _block_gain(10 ** (-np.maximum(released, reduction) / 20), len(smooth), block))
     return drive * gain

@@ -625,13 +625,13 @@ class ScoresSource(RenderedSource):
         if isinstance(soundfonts, (str, Path)) or soundfonts is None:
             soundfonts = [soundfonts]
         self.soundfonts = [str(find_soundfont(sf)) for sf in soundfonts]
-        self.sample_roots = [str(samples)] if isinstance(samples, (str, Path)) else [str(s) for s in samples or []]
+        sample_roots = [str(samples)] if isinstance(samples, (str, Path)) else [str(s) for s in samples or []]
         problems: list[str] = []
-        self.sample_sets = find_sample_sets(self.sample_roots, problems)
+        self.sample_sets = find_sample_sets(sample_roots, problems)
         for line in problems:
             self.problems.add("recording not used", line)
-        if self.sample_roots and not self.sample_sets:
-            raise SynthGenError(f"{', '.join(self.sample_roots)}: no recorded instruments or drum kits found "
+        if sample_roots and not self.sample_sets:
+            raise SynthGenError(f"{', '.join(sample_roots)}: no recorded instruments or drum kits found "
                                 "(tonejs-instruments, Salamander piano or Hydrogen kit folders; make sources packs them)")
         self.presets: dict[str, list[str]] = {"train": [], "valid": []}  # by side of the split
         if synth_voices in ("lmms", "all"):

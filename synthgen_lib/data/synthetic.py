@@ -813,8 +813,10 @@ class RenderedSource(TrackSource):
     def _produced(self, track: SyntheticTrack, index: int, sample_rate: int) -> SyntheticTrack:
         """``track`` through a production chain drawn for it, if it is among the produced share
         (the draw is its own: the rest of the track is what it is without production)."""
+        if not self.production:
+            return track
         rng = np.random.default_rng(np.random.SeedSequence([int(self.seed), int(index), 9]))
-        if not (self.production and rng.uniform() < self.production):
+        if rng.uniform() >= self.production:
             return track
         chain = draw_production(rng, production_names(list(track.stems), len(track.parts)))
         stems, parts = produce(track.stems, track.parts, sample_rate, chain)
